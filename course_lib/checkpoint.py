@@ -1,0 +1,332 @@
+"""Checkpoints as safetensors: weights for shipping, full training state for resuming.
+
+Never pickles: a safetensors file holds only tensors and a header of strings, so loading one
+cannot run code. Every write is atomic (a temporary file in the same folder, then ``os.replace``),
+so a crash or a Ctrl-C during a save leaves the previous checkpoint whole.
+
+- ``save_weights`` / ``load_weights``: a model's ``state_dict`` only, loaded strictly (no missing
+  or unexpected keys). The course's shipped checkpoints use these.
+- ``save_checkpoint`` / ``load_checkpoint``: model, optimizer, learning-rate scheduler, AMP grad
+  scaler, random-number generators and any JSON-able trainer state, in one file, for
+  ``course_lib.train`` to resume exactly where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+__all__ = [
+    "CheckpointError",
+    "save_weights",
+    "load_weights",
+    "save_checkpoint",
+    "load_checkpoint",
+    "read_metadata",
+]
+
+FORMAT = "course_lib.checkpoint/1"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint file that cannot be used with the model or optimizer it was given."""
+
+
+def _shared_names(state_dict: Mapping[str, torch.Tensor]) -> dict[str, str]:
+    """Map each name whose tensor is the very same tensor as an earlier name's to that name.
+
+    Tied weights (GPT's embedding and output head) appear under two names in a ``state_dict``;
+    safetensors refuses to store shared memory, and storing it twice would waste space.
+    """
+    aliases: dict[str, str] = {}
+    seen: dict[tuple, str] = {}
+    for name, tensor in state_dict.items():
+        if not isinstance(tensor, torch.Tensor):
+            raise TypeError(f"state_dict entry {name!r} is a {type(tensor).__name__}, not a tensor")
+        key = (
+            tensor.untyped_storage().data_ptr(),
+            tensor.storage_offset(),
+            tuple(tensor.shape),
+            tuple(tensor.stride()),
+            tensor.dtype,
+        )
+        if tensor.numel() > 0 and key in seen:
+            aliases[name] = seen[key]
+        else:
+            seen[key] = name
+    return aliases
+
+
+def _flatten(state_dict: Mapping[str, torch.Tensor], prefix: str) -> tuple[dict, dict]:
+    """CPU copies of the tensors under ``prefix``, each shared tensor once, and the aliases dropped."""
+    shared = _shared_names(state_dict)
+    tensors = {
+        # A copy, so views into one storage become separate tensors that safetensors accepts.
+        prefix + name: tensor.detach().to("cpu", copy=True).contiguous()
+        for name, tensor in state_dict.items()
+        if name not in shared
+    }
+    return tensors, {prefix + alias: prefix + target for alias, target in shared.items()}
+
+
+def _atomic_save(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> Path:
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"checkpoint path {path} is a folder; give a file name ending .safetensors")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        save_file(tensors, str(tmp), metadata=metadata)
+        with open(tmp, "rb") as f:  # flush to disk before the rename makes it visible
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def read_metadata(path: str | os.PathLike) -> dict[str, str]:
+    """The string header of a safetensors file (format, kind, settings that made it...)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    with safe_open(str(path), framework="pt") as f:
+        return dict(f.metadata() or {})
+
+
+def _read(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            metadata = dict(f.metadata() or {})
+            tensors = {name: f.get_tensor(name) for name in f.keys()}  # noqa: SIM118
+    except Exception as exc:  # safetensors raises its own error types for damaged files
+        raise CheckpointError(f"{path} is not a readable safetensors checkpoint: {exc}") from exc
+    return tensors, metadata
+
+
+def _unflatten(tensors: dict, aliases: dict, prefix: str) -> dict[str, torch.Tensor]:
+    out = {name[len(prefix):]: t for name, t in tensors.items() if name.startswith(prefix)}
+    for alias, target in aliases.items():
+        if alias.startswith(prefix):
+            out[alias[len(prefix):]] = tensors[target]
+    return out
+
+
+def _load_model_state(model: torch.nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:
+    expected = model.state_dict()
+    # A file saved elsewhere (safetensors.torch.save_model) keeps one name of tied weights: fill
+    # the other names of the model's tied tensors from it.
+    for alias, target in _shared_names(expected).items():
+        if alias not in state and target in state:
+            state[alias] = state[target]
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    wrong_shape = [
+        f"{name}: checkpoint {tuple(state[name].shape)}, model {tuple(expected[name].shape)}"
+        for name in sorted(set(state) & set(expected))
+        if state[name].shape != expected[name].shape
+    ]
+    if missing or unexpected or wrong_shape:
+        parts = []
+        if missing:
+            parts.append(f"missing from the checkpoint: {missing[:5]}{' ...' if len(missing) > 5 else ''}")
+        if unexpected:
+            parts.append(f"not in the model: {unexpected[:5]}{' ...' if len(unexpected) > 5 else ''}")
+        if wrong_shape:
+            parts.append("different shapes: " + "; ".join(wrong_shape[:5]))
+        raise CheckpointError(
+            f"{path} does not fit this model ({', '.join(parts)}). Was it saved from a model "
+            "with another configuration (layers, width, vocabulary size)?"
+        )
+    model.load_state_dict(state, strict=True)
+
+
+def save_weights(
+    model: torch.nn.Module | Mapping[str, torch.Tensor],
+    path: str | os.PathLike,
+    *,
+    metadata: Mapping[str, Any] | None = None,
+) -> Path:
+    """Save a model's weights (its ``state_dict``) to a safetensors file, atomically.
+
+    Args:
+        model: an ``nn.Module`` or a ``state_dict``.
+        path: the file to write, conventionally ``*.safetensors``; parent folders are created.
+        metadata: optional settings to keep with the weights (the config and the command that made
+            them); values are stored as JSON strings and come back from ``load_weights``.
+
+    Returns:
+        The path written.
+    """
+    state = model.state_dict() if isinstance(model, torch.nn.Module) else model
+    if not isinstance(state, Mapping):
+        raise TypeError(f"save_weights expected an nn.Module or a state_dict, got {type(model).__name__}")
+    tensors, aliases = _flatten(state, "")
+    header = {
+        "format": FORMAT,
+        "kind": "weights",
+        "aliases": json.dumps(aliases),
+        "user": json.dumps(dict(metadata or {})),
+    }
+    return _atomic_save(tensors, Path(path), header)
+
+
+def load_weights(model: torch.nn.Module, path: str | os.PathLike) -> dict[str, Any]:
+    """Load weights saved by ``save_weights`` into ``model``, strictly.
+
+    Raises ``CheckpointError`` naming the missing, unexpected and wrongly shaped entries when the
+    file does not fit the model. Returns the metadata saved with the weights.
+    """
+    path = Path(path)
+    tensors, header = _read(path)
+    if header.get("format") != FORMAT:
+        # A plain safetensors file (e.g. from safetensors.torch.save_model) has no aliases.
+        header = {"aliases": "{}", "user": "{}"}
+    _load_model_state(model, _unflatten(tensors, json.loads(header["aliases"]), ""), path)
+    return json.loads(header.get("user", "{}"))
+
+
+def _optimizer_to_file(optimizer: torch.optim.Optimizer) -> tuple[dict, dict]:
+    state = optimizer.state_dict()
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, dict[str, Any]] = {}
+    for index, slot in state["state"].items():
+        for key, value in slot.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"optimizer.{index}.{key}"] = value.detach().to("cpu", copy=True).contiguous()
+            else:
+                scalars.setdefault(str(index), {})[key] = value
+    return tensors, {"scalars": scalars, "param_groups": state["param_groups"]}
+
+
+def _optimizer_from_file(optimizer: torch.optim.Optimizer, tensors: dict, saved: dict, path: Path) -> None:
+    state: dict[int, dict[str, Any]] = {}
+    for name, value in tensors.items():
+        if name.startswith("optimizer."):
+            _, index, key = name.split(".", 2)
+            state.setdefault(int(index), {})[key] = value
+    for index, slot in saved["scalars"].items():
+        state.setdefault(int(index), {}).update(slot)
+    groups = saved["param_groups"]
+    if len(groups) != len(optimizer.param_groups) or any(
+        len(g["params"]) != len(h["params"]) for g, h in zip(groups, optimizer.param_groups)
+    ):
+        raise CheckpointError(
+            f"{path} holds an optimizer for other parameters "
+            f"({[len(g['params']) for g in groups]} per group, this optimizer has "
+            f"{[len(g['params']) for g in optimizer.param_groups]})"
+        )
+    optimizer.load_state_dict({"state": state, "param_groups": groups})
+
+
+def _rng_state() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    tensors = {"rng.torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        for i, s in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"rng.cuda.{i}"] = s
+    np_state = np.random.get_state()
+    tensors["rng.numpy"] = torch.from_numpy(np_state[1].astype(np.int64))
+    py_version, py_internal, py_gauss = random.getstate()
+    return tensors, {
+        "numpy": [np_state[0], int(np_state[2]), int(np_state[3]), float(np_state[4])],
+        "python": [py_version, list(py_internal), py_gauss],
+    }
+
+
+def _set_rng_state(tensors: dict[str, torch.Tensor], saved: dict[str, Any]) -> None:
+    torch.set_rng_state(tensors["rng.torch"])
+    cuda = [tensors[f"rng.cuda.{i}"] for i in range(torch.cuda.device_count()) if f"rng.cuda.{i}" in tensors]
+    if cuda and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda)
+    name, pos, has_gauss, cached = saved["numpy"]
+    np.random.set_state((name, tensors["rng.numpy"].numpy().astype(np.uint32), pos, has_gauss, cached))
+    version, internal, gauss = saved["python"]
+    random.setstate((version, tuple(internal), gauss))
+
+
+def save_checkpoint(
+    path: str | os.PathLike,
+    model: torch.nn.Module,
+    *,
+    optimizer: torch.optim.Optimizer | None = None,
+    scheduler: Any | None = None,
+    scaler: Any | None = None,
+    state: Mapping[str, Any] | None = None,
+) -> Path:
+    """Save everything needed to resume training into one safetensors file, atomically.
+
+    Args:
+        path: the file to write; parent folders are created.
+        model: its weights are saved under ``model.*``.
+        optimizer, scheduler, scaler: saved when given (tensors as tensors, the rest as JSON).
+        state: JSON-able trainer state (step, loss history, best loss...).
+
+    Returns:
+        The path written. If writing fails half-way, the previous file at ``path`` is untouched.
+    """
+    tensors, aliases = _flatten(model.state_dict(), "model.")
+    header: dict[str, Any] = {"aliases": aliases, "state": dict(state or {})}
+    if optimizer is not None:
+        opt_tensors, header["optimizer"] = _optimizer_to_file(optimizer)
+        tensors.update(opt_tensors)
+    if scheduler is not None:
+        header["scheduler"] = scheduler.state_dict()
+    if scaler is not None:
+        header["scaler"] = scaler.state_dict()
+    rng_tensors, header["rng"] = _rng_state()
+    tensors.update(rng_tensors)
+    try:
+        metadata = {key: json.dumps(value) for key, value in header.items()}
+    except TypeError as exc:
+        raise TypeError(f"save_checkpoint: the trainer state must be JSON-able ({exc})") from exc
+    metadata.update(format=FORMAT, kind="training")
+    return _atomic_save(tensors, Path(path), metadata)
+
+
+def load_checkpoint(
+    path: str | os.PathLike,
+    model: torch.nn.Module,
+    *,
+    optimizer: torch.optim.Optimizer | None = None,
+    scheduler: Any | None = None,
+    scaler: Any | None = None,
+    restore_rng: bool = True,
+) -> dict[str, Any]:
+    """Load a file written by ``save_checkpoint`` into the given objects (in place).
+
+    Returns:
+        The trainer state saved with it (a dict).
+    """
+    path = Path(path)
+    tensors, metadata = _read(path)
+    if metadata.get("format") != FORMAT or metadata.get("kind") != "training":
+        raise CheckpointError(
+            f"{path} is not a training checkpoint written by course_lib.checkpoint.save_checkpoint"
+            " (for weights alone use load_weights)"
+        )
+    header = {key: json.loads(value) for key, value in metadata.items() if key not in ("format", "kind")}
+    _load_model_state(model, _unflatten(tensors, header["aliases"], "model."), path)
+    if optimizer is not None:
+        if "optimizer" not in header:
+            raise CheckpointError(f"{path} holds no optimizer state")
+        _optimizer_from_file(optimizer, tensors, header["optimizer"], path)
+    if scheduler is not None and "scheduler" in header:
+        scheduler.load_state_dict(header["scheduler"])
+    if scaler is not None and "scaler" in header:
+        scaler.load_state_dict(header["scaler"])
+    if restore_rng:
+        _set_rng_state(tensors, header["rng"])
+    return header["state"]

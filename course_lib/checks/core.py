@@ -1,0 +1,62 @@
+"""The machinery every checker shares: a printable verdict and a safe way to call learner code."""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+
+__all__ = ["Verdict", "Mistake", "run_checker"]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The outcome of a check: ``passed`` and a message for the learner.
+
+    ``status`` is ``"correct"``, ``"wrong"`` or ``"not done"``. A verdict shows as one line in a
+    notebook (its ``repr``), so a checker cell's output is short and deterministic.
+    """
+
+    exercise: str
+    status: str
+    message: str
+
+    @property
+    def passed(self) -> bool:
+        return self.status == "correct"
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+    def __repr__(self) -> str:
+        mark = {"correct": "✅ Correct", "wrong": "❌ Not yet", "not done": "⏳ Not done yet"}[self.status]
+        return f"{mark} ({self.exercise}): {self.message}"
+
+    __str__ = __repr__
+
+
+class Mistake(Exception):
+    """Raised inside a checker when the learner's answer shows a known mistake; carries the hint."""
+
+
+def run_checker(exercise: str, check: Callable[[], str]) -> Verdict:
+    """Run ``check()``, which returns a success message or raises ``Mistake(hint)``.
+
+    Any other exception raised by the learner's code becomes a "wrong" verdict that names the
+    exception and the learner's line, instead of a long traceback; ``NotImplementedError`` (the
+    stub of the student version) becomes "not done yet".
+    """
+    try:
+        message = check()
+    except Mistake as mistake:
+        return Verdict(exercise, "wrong", str(mistake))
+    except NotImplementedError:
+        return Verdict(exercise, "not done", "replace the `raise NotImplementedError` with your code.")
+    except Exception as exc:  # learner code may raise anything; report it briefly
+        frames = traceback.extract_tb(exc.__traceback__)
+        where = ""
+        learner = [f for f in frames if "course_lib" not in f.filename]
+        if learner and learner[-1].line:
+            where = f" at `{learner[-1].line}`"
+        return Verdict(exercise, "wrong", f"your code raised {type(exc).__name__}{where}: {exc}")
+    return Verdict(exercise, "correct", message)

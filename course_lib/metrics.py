@@ -1,0 +1,125 @@
+"""Numbers that judge a model: perplexity, accuracy, and ``record`` for a notebook's headline numbers.
+
+``record(name, value)`` is how every headline number leaves a notebook: when the environment
+variable ``COURSE_METRICS_FILE`` names a file, one JSON line ``{"name": ..., "value": ...}`` is
+appended to it, so a whole run of the course can be measured without parsing prose::
+
+    COURSE_METRICS_FILE=metrics.jsonl pytest notebooks/
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from numbers import Real
+
+import torch
+
+__all__ = ["METRICS_FILE_ENV", "accuracy", "perplexity", "record"]
+
+METRICS_FILE_ENV = "COURSE_METRICS_FILE"
+_NAME_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_.\-]*$")
+
+
+def perplexity(mean_nll: float | torch.Tensor) -> float:
+    """Perplexity from a mean negative log-likelihood per token, in nats: ``exp(mean_nll)``.
+
+    Args:
+        mean_nll: the mean cross-entropy loss per token (a float or a 0-dim tensor), as returned
+            by ``torch.nn.functional.cross_entropy`` with its default ``reduction="mean"``.
+
+    Returns:
+        A float >= 1. A uniform guess over a vocabulary of V tokens has perplexity V.
+    """
+    if isinstance(mean_nll, torch.Tensor):
+        if mean_nll.numel() != 1:
+            raise ValueError(
+                "perplexity expected the mean loss (a single number), got a tensor of shape "
+                f"{tuple(mean_nll.shape)}; average it first, e.g. loss.mean()"
+            )
+        mean_nll = mean_nll.item()
+    if isinstance(mean_nll, bool) or not isinstance(mean_nll, Real):
+        raise TypeError(f"perplexity expected a number, got {type(mean_nll).__name__}")
+    if math.isnan(mean_nll) or mean_nll < 0:
+        raise ValueError(
+            f"perplexity expected a mean negative log-likelihood >= 0 (nats), got {mean_nll}"
+        )
+    # exp overflows a float past ~709 nats; such a model is infinitely perplexed anyway.
+    return math.exp(mean_nll) if mean_nll < 709 else math.inf
+
+
+def accuracy(
+    predictions: torch.Tensor, targets: torch.Tensor, *, ignore_index: int | None = None
+) -> float:
+    """Fraction of positions where the prediction equals the target.
+
+    Args:
+        predictions: either class ids of the same shape as ``targets``, or scores/logits of shape
+            ``targets.shape + (num_classes,)`` (the arg-max is taken over the last dimension).
+        targets: integer class ids, any shape, e.g. (batch,) or (batch, seq).
+        ignore_index: a target value to leave out (e.g. -100 for unmasked MLM positions).
+
+    Returns:
+        A float in [0, 1].
+    """
+    if not isinstance(predictions, torch.Tensor) or not isinstance(targets, torch.Tensor):
+        raise TypeError(
+            "accuracy expected two tensors, got "
+            f"{type(predictions).__name__} and {type(targets).__name__}"
+        )
+    if targets.is_floating_point():
+        raise TypeError(f"accuracy expected integer class ids as targets, got dtype {targets.dtype}")
+    if predictions.shape == targets.shape + predictions.shape[-1:] and predictions.dim() == targets.dim() + 1:
+        predictions = predictions.argmax(dim=-1)
+    elif predictions.shape != targets.shape:
+        raise ValueError(
+            "accuracy expected predictions of shape targets.shape "
+            f"{tuple(targets.shape)} (class ids) or {tuple(targets.shape) + ('num_classes',)} "
+            f"(scores), got {tuple(predictions.shape)}"
+        )
+    keep = torch.ones_like(targets, dtype=torch.bool)
+    if ignore_index is not None:
+        keep = targets != ignore_index
+    counted = int(keep.sum())
+    if counted == 0:
+        raise ValueError("accuracy has no positions to count: every target is ignored or empty")
+    correct = int(((predictions == targets) & keep).sum())
+    return correct / counted
+
+
+def record(name: str, value: float | int | torch.Tensor) -> float:
+    """Record a headline number: append ``{"name": name, "value": value}`` as one JSON line.
+
+    Writes to the file named by ``COURSE_METRICS_FILE`` when it is set, and does nothing
+    otherwise, so notebooks call it unconditionally.
+
+    Args:
+        name: a short identifier such as ``"gpt_val_perplexity"`` (letters, digits, ``_.-``).
+        value: a finite real number (a 1-element tensor is accepted).
+
+    Returns:
+        The value as a float, so ``print(record("acc", acc))`` shows what was recorded.
+    """
+    if not isinstance(name, str) or not _NAME_PATTERN.match(name):
+        raise ValueError(
+            "record expected a name like 'gpt_val_perplexity' (a letter, then letters, digits, "
+            f"'_', '.' or '-'), got {name!r}"
+        )
+    if isinstance(value, torch.Tensor):
+        if value.numel() != 1:
+            raise ValueError(
+                f"record expected a single number, got a tensor of shape {tuple(value.shape)}"
+            )
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise TypeError(f"record expected a number for {name!r}, got {type(value).__name__}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"record expected a finite number for {name!r}, got {value}")
+    path = os.environ.get(METRICS_FILE_ENV)
+    if path:
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(json.dumps({"name": name, "value": value}) + "\n")
+    return value

@@ -1,0 +1,77 @@
+import json
+import math
+
+import pytest
+import torch
+
+from course_lib import metrics
+
+
+def test_perplexity_is_exp_of_mean_nll():
+    assert metrics.perplexity(0.0) == 1.0
+    assert metrics.perplexity(math.log(50)) == pytest.approx(50)
+    assert metrics.perplexity(torch.tensor(math.log(7.0))) == pytest.approx(7.0)
+    assert metrics.perplexity(1e6) == math.inf
+
+
+def test_perplexity_of_uniform_guess_is_vocabulary_size():
+    vocab = 13
+    logits = torch.zeros(4, 6, vocab)
+    targets = torch.randint(0, vocab, (4, 6))
+    loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten())
+    assert metrics.perplexity(loss) == pytest.approx(vocab, rel=1e-5)
+
+
+@pytest.mark.parametrize("bad", [-0.1, float("nan"), torch.ones(3), "1.0", None])
+def test_perplexity_rejects_bad_input(bad):
+    with pytest.raises((TypeError, ValueError)):
+        metrics.perplexity(bad)
+
+
+def test_accuracy_from_ids_and_from_logits_with_ignore_index():
+    targets = torch.tensor([[1, 2, -100], [0, 0, 3]])
+    ids = torch.tensor([[1, 0, 5], [0, 0, 2]])
+    assert metrics.accuracy(ids, targets, ignore_index=-100) == pytest.approx(3 / 5)
+    logits = torch.nn.functional.one_hot(ids.clamp(min=0), 6).float()
+    assert metrics.accuracy(logits, targets, ignore_index=-100) == pytest.approx(3 / 5)
+    assert metrics.accuracy(ids[0, :2], targets[0, :2]) == 0.5
+
+
+def test_accuracy_errors_name_shapes():
+    with pytest.raises(ValueError, match=r"\(4,\)"):
+        metrics.accuracy(torch.zeros(3, dtype=torch.long), torch.zeros(4, dtype=torch.long))
+    with pytest.raises(TypeError, match="integer class ids"):
+        metrics.accuracy(torch.zeros(3), torch.zeros(3))
+    with pytest.raises(ValueError, match="no positions"):
+        metrics.accuracy(torch.zeros(2, dtype=torch.long), torch.full((2,), -100), ignore_index=-100)
+    with pytest.raises(TypeError):
+        metrics.accuracy([1, 2], torch.tensor([1, 2]))
+
+
+def test_record_appends_json_lines_when_env_set(tmp_path, monkeypatch):
+    path = tmp_path / "metrics.jsonl"
+    monkeypatch.setenv(metrics.METRICS_FILE_ENV, str(path))
+    assert metrics.record("gpt_val_perplexity", 12.5) == 12.5
+    metrics.record("mlm_accuracy", torch.tensor(0.25))
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert lines == [
+        {"name": "gpt_val_perplexity", "value": 12.5},
+        {"name": "mlm_accuracy", "value": 0.25},
+    ]
+
+
+def test_record_does_nothing_without_env(tmp_path, monkeypatch):
+    monkeypatch.delenv(metrics.METRICS_FILE_ENV, raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert metrics.record("x", 1) == 1.0
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "name,value", [("", 1.0), ("has space", 1.0), ("ok", float("inf")), ("ok", "1"), ("ok", torch.ones(2))]
+)
+def test_record_rejects_bad_names_and_values(name, value, monkeypatch, tmp_path):
+    monkeypatch.setenv(metrics.METRICS_FILE_ENV, str(tmp_path / "m.jsonl"))
+    with pytest.raises((TypeError, ValueError)):
+        metrics.record(name, value)
+    assert not (tmp_path / "m.jsonl").exists()

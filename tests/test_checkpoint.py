@@ -29,6 +29,8 @@ def test_weights_round_trip_with_tied_weights_and_metadata(tmp_path):
     assert path.exists()
     meta = checkpoint.load_weights(dst, path)
     assert meta == {"d_model": 6}
+    header = checkpoint.read_metadata(path)
+    assert header["kind"] == "weights" and header["format"] == checkpoint.FORMAT
     for (name, a), b in zip(src.state_dict().items(), dst.state_dict().values()):
         assert torch.equal(a, b), name
     assert dst.head.weight is dst.embed.weight  # still tied after loading

@@ -65,7 +65,7 @@ def test_ci_runs_the_readme_test_command():
     assert ci.rstrip().splitlines()[-1].strip() == test
 
 
-@pytest.mark.parametrize("module", ["env", "data", "train", "metrics", "checkpoint", "checks"])
+@pytest.mark.parametrize("module", ["env", "data", "train", "metrics", "checkpoint", "checks", "objectives"])
 def test_core_modules_import_and_document_themselves(module):
     import importlib
 

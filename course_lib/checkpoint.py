@@ -32,9 +32,26 @@ __all__ = [
     "save_checkpoint",
     "load_checkpoint",
     "read_metadata",
+    "asset_path",
 ]
 
 FORMAT = "course_lib.checkpoint/1"
+ASSETS_DIR = Path(__file__).resolve().parents[1] / "assets"
+
+
+def asset_path(name: str) -> Path:
+    """The path of a file the course ships under ``assets/`` (a checkpoint, a tokenizer...).
+
+    Raises ``FileNotFoundError`` naming the file and the script that rebuilds the course's
+    checkpoints when it is missing.
+    """
+    path = ASSETS_DIR / name
+    if not path.exists():
+        raise FileNotFoundError(
+            f"the course asset {name!r} is missing (looked in the course's assets/ folder). "
+            "Rebuild the shipped checkpoints with `python -m course_lib.pretrain gpt` or `... bert`."
+        )
+    return path
 
 
 class CheckpointError(RuntimeError):

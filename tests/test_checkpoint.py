@@ -136,3 +136,16 @@ def test_load_checkpoint_rejects_weights_files_and_wrong_optimizers(tmp_path):
         checkpoint.load_checkpoint(c, model, optimizer=small)
     with pytest.raises(TypeError, match="JSON"):
         checkpoint.save_checkpoint(tmp_path / "d.safetensors", model, state={"f": object()})
+
+
+def test_asset_path_finds_shipped_files_and_explains_missing_ones():
+    assert checkpoint.asset_path("README.md").name == "README.md"
+    with pytest.raises(FileNotFoundError, match="course_lib.pretrain"):
+        checkpoint.asset_path("no-such-checkpoint.safetensors")
+
+
+def test_pretrain_dispatcher_refuses_unknown_models(capsys):
+    from course_lib.pretrain.__main__ import main
+
+    assert main(["nope"]) == 2
+    assert "usage" in capsys.readouterr().err

@@ -13,11 +13,12 @@ import json
 import math
 import os
 import re
+from collections.abc import Sequence
 from numbers import Real
 
 import torch
 
-__all__ = ["METRICS_FILE_ENV", "accuracy", "perplexity", "record"]
+__all__ = ["METRICS_FILE_ENV", "accuracy", "bleu", "perplexity", "record"]
 
 METRICS_FILE_ENV = "COURSE_METRICS_FILE"
 _NAME_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_.\-]*$")
@@ -87,6 +88,33 @@ def accuracy(
         raise ValueError("accuracy has no positions to count: every target is ignored or empty")
     correct = int(((predictions == targets) & keep).sum())
     return correct / counted
+
+
+def bleu(hypotheses: Sequence[str], references: Sequence[str], *, tokenize: str = "13a") -> float:
+    """Corpus BLEU (0-100) of ``hypotheses`` against one reference each, computed by sacrebleu.
+
+    Args:
+        hypotheses: the system's outputs, one string per example.
+        references: the expected outputs, one string per example, in the same order.
+        tokenize: sacrebleu's tokenizer (``"13a"``, its default; ``"char"`` scores characters,
+            useful for outputs without spaces).
+
+    Returns:
+        BLEU in [0, 100], as reported in papers.
+    """
+    import sacrebleu  # imported here: only the notebooks that translate need it
+
+    for name, seq in (("hypotheses", hypotheses), ("references", references)):
+        if isinstance(seq, str) or not all(isinstance(s, str) for s in seq):
+            raise TypeError(f"bleu expected {name} as a list of strings, got {type(seq).__name__}")
+    if len(hypotheses) != len(references):
+        raise ValueError(
+            f"bleu expected one reference per hypothesis, got {len(hypotheses)} hypotheses and "
+            f"{len(references)} references"
+        )
+    if not hypotheses:
+        raise ValueError("bleu needs at least one hypothesis")
+    return float(sacrebleu.corpus_bleu(list(hypotheses), [list(references)], tokenize=tokenize).score)
 
 
 def record(name: str, value: float | int | torch.Tensor) -> float:

@@ -75,3 +75,22 @@ def test_record_rejects_bad_names_and_values(name, value, monkeypatch, tmp_path)
     with pytest.raises((TypeError, ValueError)):
         metrics.record(name, value)
     assert not (tmp_path / "m.jsonl").exists()
+
+
+def test_bleu_is_100_for_exact_matches_and_drops_with_errors():
+    refs = ["the cat sat on the mat", "a dog ran in the park today"]
+    assert metrics.bleu(refs, refs) == pytest.approx(100.0)
+    worse = metrics.bleu(["the cat sat on a mat", "a dog ran in the park"], refs)
+    assert 0 < worse < 100
+    assert metrics.bleu(["xyz qqq", "zzz"], refs) < 5
+    dates = ["2019-07-04", "1999-12-31"]
+    assert metrics.bleu(dates, dates, tokenize="char") == pytest.approx(100.0)
+
+
+def test_bleu_bad_input():
+    with pytest.raises(ValueError, match="one reference per hypothesis"):
+        metrics.bleu(["a"], ["a", "b"])
+    with pytest.raises(TypeError, match="list of strings"):
+        metrics.bleu("a b", ["a b"])
+    with pytest.raises(ValueError, match="at least one"):
+        metrics.bleu([], [])

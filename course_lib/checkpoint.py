@@ -36,7 +36,16 @@ __all__ = [
 ]
 
 FORMAT = "course_lib.checkpoint/1"
-ASSETS_DIR = Path(__file__).resolve().parents[1] / "assets"
+
+
+def _assets_dir() -> Path:
+    # Installed from a wheel, the assets are package data (course_lib/assets); in the repository
+    # (an editable install) they are the top-level assets/ folder beside course_lib/.
+    here = Path(__file__).resolve().parent
+    return here / "assets" if (here / "assets").is_dir() else here.parent / "assets"
+
+
+ASSETS_DIR = _assets_dir()
 
 
 def asset_path(name: str) -> Path:

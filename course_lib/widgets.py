@@ -8,6 +8,7 @@ without a browser::
     widgets.softmax_temperature_explorer(scores, labels)
     widgets.AttentionExplorer(tokens, queries, keys)
     widgets.PositionExplorer(max_len=64, d_model=32)
+    widgets.AttentionViewer({"GPT": gpt_data, "BERT pair": bert_data})   # offline attention viewer
 
 A widget's picture lives in the widget state, which a stored notebook or GitHub does not show: draw
 one static picture of the same idea before it.
@@ -28,6 +29,7 @@ __all__ = [
     "softmax_temperature_explorer",
     "AttentionExplorer",
     "PositionExplorer",
+    "AttentionViewer",
 ]
 
 
@@ -354,5 +356,143 @@ class PositionExplorer(_Explorer):
         right.set_xlabel("position n")
         what = "PE[ref] . PE[n]" if self.kind.value == "sinusoidal" else "rot(q, ref) . rot(k, n)"
         right.set_title(f"{self.kind.value}: {what}, ref = {ref}")
+        fig.tight_layout()
+        return fig
+
+
+# ---- looking inside: an offline attention viewer -----------------------------------------------
+class AttentionViewer(_Explorer):
+    """Pick an input, a layer and a head; see the heatmap and the strongest links, without internet.
+
+    The offline twin of bertviz's head view (which loads its JavaScript from a CDN and shows
+    nothing offline or on GitHub). Controls: the input (sentence), the layer, the head, the
+    number of links kept per query, and a query to highlight. The picture: the head's heatmap,
+    the same head as lines (queries left, keys right), and the head's entropy, mean distance and
+    strongest links in the title.
+
+    Args:
+        examples: an ``AttentionData`` (from ``course_lib.viz.model_attentions``), a list of them,
+            or a dict ``{name: AttentionData}``; they may come from different models (the layer and
+            head sliders follow the selected input's model).
+        layer, head: the starting layer and head (of the first input).
+        top_k: links kept per query at first.
+    """
+
+    def __init__(self, examples, layer: int = 0, head: int = 0, top_k: int = 2) -> None:
+        from course_lib.viz import AttentionData, display_tokens
+
+        w = _ipywidgets()
+        caller = "AttentionViewer"
+        if isinstance(examples, AttentionData):
+            examples = {"input": examples}
+        elif isinstance(examples, (list, tuple)) and all(isinstance(d, AttentionData) for d in examples):
+            examples = {f"{i}: {' '.join(display_tokens(d.tokens[:6]))}": d for i, d in enumerate(examples)}
+        if not isinstance(examples, dict) or not examples or not all(
+            isinstance(d, AttentionData) for d in examples.values()
+        ):
+            raise TypeError(
+                f"{caller} expected AttentionData (from course_lib.viz.model_attentions), a list of them "
+                "or a dict {name: AttentionData}"
+            )
+        first = next(iter(examples.values()))
+        shape = (first.num_layers, first.num_heads)
+        for value, size, what in ((layer, shape[0], "layer"), (head, shape[1], "head")):
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < size:
+                raise ValueError(f"{caller} expected {what} in 0..{size - 1}, got {value!r}")
+        if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+            raise ValueError(f"{caller} expected a positive int top_k, got {top_k!r}")
+        self.examples = dict(examples)
+        self.example = w.Dropdown(options=list(self.examples), description="input")
+        self.layer = w.IntSlider(value=layer, min=0, max=shape[0] - 1, description="layer",
+                                 continuous_update=False)
+        self.head = w.IntSlider(value=head, min=0, max=shape[1] - 1, description="head",
+                                continuous_update=False)
+        self.top_k = w.IntSlider(value=min(top_k, first.seq_len), min=1, max=max(first.seq_len, 1),
+                                 description="links/query", continuous_update=False)
+        self.highlight = w.Dropdown(description="highlight")
+        self._set_highlight_options()
+        self._output = w.Output()
+        self.example.observe(self._change_example, names="value")
+        for control in (self.layer, self.head, self.top_k, self.highlight):
+            control.observe(self.refresh, names="value")
+        self.widget = w.VBox([
+            w.HBox([self.example, self.highlight]), w.HBox([self.layer, self.head, self.top_k]), self._output,
+        ])
+        self.refresh()
+
+    def _set_highlight_options(self) -> None:
+        from course_lib.viz import display_tokens
+
+        tokens = display_tokens(self.data().tokens)
+        self._syncing = True
+        self.highlight.options = [("none", -1)] + [(f"{i}: {t}", i) for i, t in enumerate(tokens)]
+        self.highlight.value = -1
+        self._syncing = False
+
+    def _change_example(self, _change) -> None:
+        data = self.data()
+        self._syncing = True  # the inputs may come from models of other sizes: adapt the sliders
+        self.layer.value = min(self.layer.value, data.num_layers - 1)
+        self.layer.max = data.num_layers - 1
+        self.head.value = min(self.head.value, data.num_heads - 1)
+        self.head.max = data.num_heads - 1
+        self.top_k.max = max(data.seq_len, 1)
+        self._syncing = False
+        self._set_highlight_options()
+        self.refresh()
+
+    def refresh(self, *_) -> None:
+        if getattr(self, "_syncing", False):
+            return
+        super().refresh()
+
+    def data(self):
+        """The selected input's ``AttentionData``."""
+        return self.examples[self.example.value]
+
+    def weights(self) -> torch.Tensor:
+        """The selected head's ``(seq, seq)`` weights."""
+        return self.data().head(self.layer.value, self.head.value)
+
+    def links(self, k: int = 5):
+        """The selected head's ``k`` strongest links (``course_lib.viz.strongest_links``).
+
+        In a causal model the first query, which can only attend to itself, is left out.
+        """
+        from course_lib.viz import display_tokens, strongest_links
+
+        weights = self.weights()
+        causal = bool((torch.triu(weights, diagonal=1) == 0).all())  # row 0 can only see itself
+        return strongest_links(weights, display_tokens(self.data().tokens), k, skip_first=causal)
+
+    def draw(self):
+        import matplotlib.pyplot as plt
+
+        from course_lib.viz import (
+            attention_entropy,
+            attention_heatmap,
+            attention_links,
+            display_tokens,
+            mean_attention_distance,
+        )
+
+        data, weights = self.data(), self.weights()
+        tokens = display_tokens(data.tokens)
+        n = len(tokens)
+        highlight = None if self.highlight.value in (None, -1) else self.highlight.value
+        fig, (left, right) = plt.subplots(
+            1, 2, figsize=(11, max(3.2, 0.26 * n + 1.2)), gridspec_kw={"width_ratios": [1.4, 1]}
+        )
+        attention_heatmap(weights, tokens, tokens, ax=left, annotate=n <= 8)
+        if data.sentence_b_start is not None:  # the border between sentence A and sentence B
+            for line in (left.axvline, left.axhline):
+                line(data.sentence_b_start - 0.5, color="tab:orange", lw=1.2)
+        attention_links(weights, tokens, ax=right, top_k=self.top_k.value, highlight=highlight)
+        best = "; ".join(f"{link.query_token}->{link.key_token} {link.weight:.2f}" for link in self.links(3))
+        fig.suptitle(
+            f"layer {self.layer.value}, head {self.head.value}: entropy "
+            f"{float(attention_entropy(weights)):.2f} nats, mean distance "
+            f"{float(mean_attention_distance(weights)):.1f} positions\nstrongest: {best}", fontsize=10,
+        )
         fig.tight_layout()
         return fig

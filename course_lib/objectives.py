@@ -74,16 +74,20 @@ def causal_lm_loss(
             f"causal_lm_loss needs at least 2 tokens per sequence (one to read, one to predict), "
             f"got sequences of length {input_ids.shape[-1]}"
         )
-    targets = input_ids[..., 1:]
+    if attention_mask is not None and attention_mask.shape != input_ids.shape:
+        raise ValueError(
+            f"attention_mask must have the shape of input_ids {tuple(input_ids.shape)}, "
+            f"got {tuple(attention_mask.shape)}"
+        )
+    # Position t is scored against the token at t + 1; the last position has nothing to predict
+    # (its target is IGNORE_INDEX) and the first token is never a target. Shifting the targets
+    # rather than slicing the logits keeps the (batch, seq, vocab) scores uncopied, in the
+    # forward and the backward pass (as Hugging Face's loss does).
+    targets = F.pad(input_ids[..., 1:], (0, 1), value=IGNORE_INDEX)
     if attention_mask is not None:
-        if attention_mask.shape != input_ids.shape:
-            raise ValueError(
-                f"attention_mask must have the shape of input_ids {tuple(input_ids.shape)}, "
-                f"got {tuple(attention_mask.shape)}"
-            )
-        targets = targets.masked_fill(attention_mask[..., 1:] == 0, IGNORE_INDEX)
-    # The last position has nothing to predict; the first token is never a target.
-    return _mean_over_counted(logits[..., :-1, :], targets)
+        padding = F.pad(attention_mask[..., 1:] == 0, (0, 1), value=True)
+        targets = targets.masked_fill(padding, IGNORE_INDEX)
+    return _mean_over_counted(logits, targets)
 
 
 def mask_tokens(

@@ -17,6 +17,8 @@ import sys
 import sysconfig
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 PROBE = r"""
@@ -54,7 +56,10 @@ def shipped_files() -> list[str]:
     return sorted(str(p.relative_to(assets)) for p in assets.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
 
 
-def test_the_wheel_ships_the_assets_and_works_without_the_repository(tmp_path):
+@pytest.fixture(scope="module")
+def wheel_install(tmp_path_factory):
+    """course_lib built as a wheel and installed alone in a fresh venv: (python, venv, env, tmp)."""
+    tmp_path = tmp_path_factory.mktemp("wheel")
     # What the build reads, copied, so the build leaves no build/ folder in the repository.
     src = tmp_path / "src"
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
@@ -77,10 +82,15 @@ def test_the_wheel_ships_the_assets_and_works_without_the_repository(tmp_path):
     (site / "zz_course_dependencies.pth").write_text("\n".join(sorted(deps)) + "\n")
     run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "--no-index", "-q", str(wheel)])
 
-    empty = tmp_path / "empty"
-    empty.mkdir()
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
     env.update(COURSE_CACHE_DIR=str(tmp_path / "cache"), PYTHONNOUSERSITE="1", OMP_NUM_THREADS="1")
+    return python, venv, env, tmp_path
+
+
+def test_the_wheel_ships_the_assets_and_works_without_the_repository(wheel_install):
+    python, venv, env, tmp_path = wheel_install
+    empty = tmp_path / "empty"
+    empty.mkdir()
     probe = run([str(python), "-c", PROBE], cwd=empty, env=env)
     found = json.loads(probe.stdout.strip().splitlines()[-1])
 
@@ -93,3 +103,19 @@ def test_the_wheel_ships_the_assets_and_works_without_the_repository(tmp_path):
     assert found["gpt_sha256"] == repo_gpt
     assert found["gpt_logits_shape"] == found["gpt_expected_shape"]  # the shipped GPT runs
     assert found["wiki_train_articles"] > 50  # the corpus comes from gensim's wheel
+
+
+@pytest.mark.parametrize("name", ["06_causal_lm.ipynb", "08_looking_inside.ipynb"])
+def test_a_notebook_alone_in_a_folder_runs_with_the_wheel(wheel_install, name):
+    """Colab's and an offline classroom's case: the notebook, nothing of the repository beside it."""
+    python, _, env, tmp_path = wheel_install
+    alone = tmp_path / f"alone-{name}"
+    alone.mkdir()
+    shutil.copy(ROOT / "notebooks" / name, alone / name)
+    done = subprocess.run(
+        [str(python), "-m", "pytest", "-q", "--nbval-lax", "--nbval-current-env", "-p", "no:cacheprovider",
+         "-W", "ignore::DeprecationWarning", name],
+        cwd=alone, env={**env, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")},
+        capture_output=True, text=True,
+    )
+    assert done.returncode == 0, f"{name} failed from an empty folder:\n{done.stdout[-4000:]}\n{done.stderr[-2000:]}"

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -11,6 +9,7 @@ from transformers import BertConfig as HFBertConfig
 from transformers import BertForPreTraining, BertModel
 
 from course_lib import data
+from course_lib.bench import time_interleaved
 from course_lib.bert import (
     ACTIVATIONS,
     Bert,
@@ -461,13 +460,15 @@ def test_training_step_at_least_as_fast_as_hf():
     torch.testing.assert_close(ours_loss(), hf_loss(), atol=1e-5, rtol=1e-5)
     steps = {"ours": (torch.optim.AdamW(ours.parameters()), ours_loss),
              "hf": (torch.optim.AdamW(hf.parameters()), hf_loss)}
-    best = {"ours": float("inf"), "hf": float("inf")}
-    for repeat in range(8):  # alternate, so that a busy machine slows both alike
-        for name, (optimizer, loss_of) in steps.items():
-            start = time.perf_counter()
+
+    def step_of(optimizer, loss_of):
+        def step():
             optimizer.zero_grad(set_to_none=True)
             loss_of().backward()
             optimizer.step()
-            if repeat:  # the first round warms up
-                best[name] = min(best[name], time.perf_counter() - start)
+        return step
+
+    # The two take turns (course_lib.bench.time_interleaved), so that a busy machine slows both alike.
+    times = time_interleaved({name: step_of(*pair) for name, pair in steps.items()}, repeats=7, warmup=1)
+    best = {name: t["min_s"] for name, t in times.items()}
     assert best["ours"] < 1.25 * best["hf"], best

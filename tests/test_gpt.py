@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from course_lib import gpt
+from course_lib.bench import time_interleaved
 from course_lib.gpt import GPT, GPTConfig, KVCache, generate, top_k_filter, top_p_filter
 from course_lib.objectives import causal_lm_loss
 
@@ -434,15 +435,17 @@ def test_training_step_at_least_as_fast_as_hf():
         "ours": (torch.optim.AdamW(ours.parameters()), lambda: causal_lm_loss(ours(batch), batch)),
         "hf": (torch.optim.AdamW(hf.parameters()), lambda: hf(batch, labels=batch).loss),
     }
-    best = {"ours": math.inf, "hf": math.inf}
-    for repeat in range(8):  # alternate, so that a busy machine slows both alike
-        for name, (optimizer, loss_of) in steps.items():
-            start = time.perf_counter()
+
+    def step_of(optimizer, loss_of):
+        def step():
             optimizer.zero_grad(set_to_none=True)
             loss_of().backward()
             optimizer.step()
-            if repeat:  # the first round warms up
-                best[name] = min(best[name], time.perf_counter() - start)
+        return step
+
+    # The two take turns (course_lib.bench.time_interleaved), so that a busy machine slows both alike.
+    times = time_interleaved({name: step_of(*pair) for name, pair in steps.items()}, repeats=7, warmup=1)
+    best = {name: t["min_s"] for name, t in times.items()}
     assert best["ours"] < 1.25 * best["hf"], best
 
 

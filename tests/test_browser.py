@@ -131,8 +131,21 @@ def open_and_run_all(browser, lab, name: str):
         ".some(e => /idle/i.test(e.getAttribute('title') || e.textContent || ''))",
         timeout=90_000,
     )
-    page.click(".lm-MenuBar-itemLabel:text-is('Run')")
-    page.click(".lm-Menu-itemLabel:text-is('Run All Cells')")
+    # A click that lands before the kernel really listens runs nothing: click again (at most 3 times)
+    # until some cell has started ([*]) or finished ([n]).
+    for attempt in range(3):
+        page.click(".lm-MenuBar-itemLabel:text-is('Run')")
+        page.click(".lm-Menu-itemLabel:text-is('Run All Cells')")
+        try:
+            page.wait_for_function(
+                "(panel) => [...document.querySelectorAll(panel + ' .jp-CodeCell .jp-InputPrompt')]"
+                ".some(p => /\\[(\\*|\\d+)\\]/.test(p.textContent))",
+                arg=PANEL, timeout=20_000,
+            )
+            break
+        except playwright_api.TimeoutError:
+            if attempt == 2:
+                raise
     code_cells = page.locator(f"{PANEL} .jp-CodeCell").count()
     # Done when every code cell's prompt holds a number (running cells show [*], queued ones [ ]).
     try:

@@ -2,7 +2,7 @@
 
 What nbval cannot see: that the widgets render and answer in JupyterLab. The test copies notebooks 03
 and 08 to a temporary folder, serves it with JupyterLab on a free local port, opens each notebook in
-headless Chromium, runs every cell from the Run menu, and then
+headless Chromium, runs every cell (JupyterLab's Run All Cells command), and then
 
 - in 03, moves the softmax-temperature slider with the keyboard and checks that the picture under it
   is redrawn (a different image);
@@ -84,6 +84,7 @@ def lab(tmp_path_factory):
         [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}",
          f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={folder}", "--LabApp.news_url=None",
          "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate", "--LabApp.extension_manager=readonly",
+         "--LabApp.expose_app_in_browser=True",
          *(["--allow-root"] if os.geteuid() == 0 else [])],  # CI runs as root
         cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT,
     )
@@ -118,34 +119,38 @@ def browser():
 
 
 def open_and_run_all(browser, lab, name: str):
-    """Open a notebook in JupyterLab, run every cell from the Run menu, wait until all are done."""
+    """Open a notebook in JupyterLab, run every cell, wait until all are done."""
     base, token = lab
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     page.set_default_timeout(60_000)
     # A workspace of its own per notebook, so that no tab of another test is restored beside it.
     page.goto(f"{base}/lab/workspaces/{Path(name).stem}/tree/{name}?token={token}&reset")
     page.wait_for_selector(f"{PANEL} .jp-Cell")
-    # The kernel is ready when the toolbar's status says idle.
-    page.wait_for_function(
-        "() => [...document.querySelectorAll('.jp-Notebook-ExecutionIndicator, .jp-KernelStatus')]"
-        ".some(e => /idle/i.test(e.getAttribute('title') || e.textContent || ''))",
-        timeout=90_000,
+    # Run All Cells through JupyterLab's own command registry (exposed with --LabApp.expose_app_in_browser),
+    # once the notebook's kernel is connected and idle: a click on the Run menu before the kernel
+    # listens sometimes ran nothing, and a menu click sometimes timed out (CI, 2026-12-01 and -02).
+    started = page.evaluate(
+        """async () => {
+            const deadline = Date.now() + 90000;
+            const wait = (ms) => new Promise((r) => setTimeout(r, ms));
+            while (!(window.jupyterapp && window.jupyterapp.shell.currentWidget
+                     && window.jupyterapp.shell.currentWidget.sessionContext)) {
+                if (Date.now() > deadline) return 'no notebook panel';
+                await wait(200);
+            }
+            const context = window.jupyterapp.shell.currentWidget.sessionContext;
+            await context.ready;
+            while (true) {
+                const kernel = context.session && context.session.kernel;
+                if (kernel && kernel.connectionStatus === 'connected' && kernel.status === 'idle') break;
+                if (Date.now() > deadline) return 'kernel not idle: ' + (kernel ? kernel.status : 'none');
+                await wait(200);
+            }
+            await window.jupyterapp.commands.execute('notebook:run-all-cells');
+            return 'ok';
+        }""",
     )
-    # A click that lands before the kernel really listens runs nothing: click again (at most 3 times)
-    # until some cell has started ([*]) or finished ([n]).
-    for attempt in range(3):
-        page.click(".lm-MenuBar-itemLabel:text-is('Run')")
-        page.click(".lm-Menu-itemLabel:text-is('Run All Cells')")
-        try:
-            page.wait_for_function(
-                "(panel) => [...document.querySelectorAll(panel + ' .jp-CodeCell .jp-InputPrompt')]"
-                ".some(p => /\\[(\\*|\\d+)\\]/.test(p.textContent))",
-                arg=PANEL, timeout=20_000,
-            )
-            break
-        except playwright_api.TimeoutError:
-            if attempt == 2:
-                raise
+    assert started == "ok", f"{name}: could not run the notebook in JupyterLab ({started})"
     code_cells = page.locator(f"{PANEL} .jp-CodeCell").count()
     # Done when every code cell's prompt holds a number (running cells show [*], queued ones [ ]).
     try:

@@ -18,7 +18,7 @@ from numbers import Real
 
 import torch
 
-__all__ = ["METRICS_FILE_ENV", "accuracy", "bleu", "perplexity", "record"]
+__all__ = ["METRICS_FILE_ENV", "accuracy", "bleu", "confusion_matrix", "f1_scores", "perplexity", "record"]
 
 METRICS_FILE_ENV = "COURSE_METRICS_FILE"
 _NAME_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_.\-]*$")
@@ -88,6 +88,55 @@ def accuracy(
         raise ValueError("accuracy has no positions to count: every target is ignored or empty")
     correct = int(((predictions == targets) & keep).sum())
     return correct / counted
+
+
+def confusion_matrix(targets: torch.Tensor, predictions: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Counts of (true class, predicted class): ``matrix[i, j]`` = examples of class i predicted j.
+
+    Args:
+        targets: ``(n,)`` true class ids in ``[0, num_classes)``.
+        predictions: ``(n,)`` predicted class ids.
+        num_classes: the number of classes (rows and columns).
+
+    Returns:
+        A ``(num_classes, num_classes)`` int64 tensor; the diagonal holds the right answers.
+    """
+    targets, predictions = torch.as_tensor(targets), torch.as_tensor(predictions)
+    if targets.shape != predictions.shape or targets.dim() != 1:
+        raise ValueError(
+            "confusion_matrix expected two (n,) tensors of class ids, got shapes "
+            f"{tuple(targets.shape)} and {tuple(predictions.shape)}"
+        )
+    if targets.is_floating_point() or predictions.is_floating_point():
+        raise TypeError("confusion_matrix expected integer class ids (take .argmax(-1) of scores first)")
+    for name, ids in (("targets", targets), ("predictions", predictions)):
+        if ids.numel() and (ids.min() < 0 or ids.max() >= num_classes):
+            raise ValueError(f"confusion_matrix: {name} hold ids outside [0, {num_classes})")
+    codes = targets.long() * num_classes + predictions.long()
+    return torch.bincount(codes, minlength=num_classes * num_classes).view(num_classes, num_classes)
+
+
+def f1_scores(confusion: torch.Tensor) -> dict[str, object]:
+    """Precision, recall and F1 of every class, and their macro average, from a confusion matrix.
+
+    For class c: precision = right c / predicted c (column sum), recall = right c / true c (row
+    sum), F1 = their harmonic mean; a class never predicted (or never present) scores 0 there.
+    Macro F1 is the plain mean of the per-class F1s: every class counts the same, however rare.
+
+    Returns:
+        ``{"precision", "recall", "f1"}`` as ``(num_classes,)`` float tensors and ``"macro_f1"`` a float.
+    """
+    confusion = torch.as_tensor(confusion)
+    if confusion.dim() != 2 or confusion.shape[0] != confusion.shape[1]:
+        raise ValueError(f"f1_scores expected a square (classes, classes) matrix, got {tuple(confusion.shape)}")
+    confusion = confusion.double()
+    right = confusion.diagonal()
+    predicted, true = confusion.sum(0), confusion.sum(1)
+    precision = torch.where(predicted > 0, right / predicted.clamp_min(1), torch.zeros_like(right))
+    recall = torch.where(true > 0, right / true.clamp_min(1), torch.zeros_like(right))
+    both = precision + recall
+    f1 = torch.where(both > 0, 2 * precision * recall / both.clamp_min(1e-12), torch.zeros_like(right))
+    return {"precision": precision.float(), "recall": recall.float(), "f1": f1.float(), "macro_f1": float(f1.mean())}
 
 
 def bleu(hypotheses: Sequence[str], references: Sequence[str], *, tokenize: str = "13a") -> float:

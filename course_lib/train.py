@@ -26,7 +26,7 @@ import math
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -37,7 +37,7 @@ import torch
 from course_lib.checkpoint import load_checkpoint, save_checkpoint
 from course_lib.env import in_notebook
 
-__all__ = ["History", "Trainer", "move_to_device"]
+__all__ = ["History", "Trainer", "early_stopping_point", "move_to_device"]
 
 LossOutput = torch.Tensor | Mapping[str, torch.Tensor]
 
@@ -115,6 +115,34 @@ def _ema(values: list[float], factor: float) -> list[float]:
         running = value if running is None else factor * running + (1 - factor) * value
         out.append(running)
     return out
+
+
+def early_stopping_point(eval_losses: Sequence[float], patience: int, min_delta: float = 0.0) -> int | None:
+    """The evaluation after which early stopping ends training, or None if it never does.
+
+    The rule ``Trainer`` follows: an evaluation *improves* when its loss is below the best loss so
+    far by more than ``min_delta`` (the first always does); training stops at the ``patience``-th
+    evaluation in a row that does not improve. The weights to keep are the best evaluation's.
+
+    Args:
+        eval_losses: validation losses, one per evaluation, in order.
+        patience: evaluations without improvement to tolerate (>= 1).
+        min_delta: how much lower a loss must be to count as better.
+
+    Returns:
+        The 0-based index of the evaluation at which training stops, or None.
+    """
+    if not isinstance(patience, int) or patience < 1:
+        raise ValueError(f"early_stopping_point expected patience >= 1, got {patience!r}")
+    best, waited = None, 0
+    for i, loss in enumerate(eval_losses):
+        if best is None or loss < best - min_delta:
+            best, waited = loss, 0
+        else:
+            waited += 1
+            if waited >= patience:
+                return i
+    return None
 
 
 def move_to_device(batch: Any, device: torch.device) -> Any:
@@ -443,6 +471,17 @@ class Trainer:
             self.early_stopping_patience is not None
             and self._evals_without_improvement >= self.early_stopping_patience
         )
+
+    def load_best_weights(self) -> bool:
+        """Put back the weights of the best evaluation so far (kept when early stopping is on).
+
+        ``fit`` does this itself when it stops early; after a run that used every step, the best
+        evaluation may still be an earlier one. Returns True when weights were loaded.
+        """
+        if self._best_state is None or self.history.best_step == self.history.step:
+            return False
+        self.model.load_state_dict(self._best_state)
+        return True
 
     def fit(self, steps: int | None = None, *, epochs: int | None = None) -> History:
         """Train until ``history.step`` reaches ``steps`` (a total, so calling ``fit`` again after an

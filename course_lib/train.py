@@ -117,6 +117,11 @@ def _ema(values: list[float], factor: float) -> list[float]:
     return out
 
 
+def _improves(loss: float, best: float | None, min_delta: float) -> bool:
+    """Early stopping's test: the first evaluation, or a loss below the best by more than min_delta."""
+    return best is None or loss < best - min_delta
+
+
 def early_stopping_point(eval_losses: Sequence[float], patience: int, min_delta: float = 0.0) -> int | None:
     """The evaluation after which early stopping ends training, or None if it never does.
 
@@ -136,7 +141,7 @@ def early_stopping_point(eval_losses: Sequence[float], patience: int, min_delta:
         raise ValueError(f"early_stopping_point expected patience >= 1, got {patience!r}")
     best, waited = None, 0
     for i, loss in enumerate(eval_losses):
-        if best is None or loss < best - min_delta:
+        if _improves(loss, best, min_delta):
             best, waited = loss, 0
         else:
             waited += 1
@@ -458,7 +463,7 @@ class Trainer:
         h.eval_steps.append(h.step)
         h.eval_loss.append(result["loss"])
         h.eval_metrics.append({k: v for k, v in result.items() if k != "loss"})
-        if h.best_eval_loss is None or result["loss"] < h.best_eval_loss - self.min_delta:
+        if _improves(result["loss"], h.best_eval_loss, self.min_delta):
             h.best_eval_loss, h.best_step = result["loss"], h.step
             self._evals_without_improvement = 0
             if self.early_stopping_patience is not None and self.restore_best:

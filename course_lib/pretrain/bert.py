@@ -1,6 +1,6 @@
 """Pretrain the course's BERT (masked-LM + next-sentence prediction) and write it under ``assets/bert``.
 
-    python -m course_lib.pretrain bert              # the shipped checkpoint (about 70 minutes on one CPU core)
+    python -m course_lib.pretrain bert --threads 1   # the shipped checkpoint (68.5 minutes on one CPU core)
     python -m course_lib.pretrain bert --steps 200 --out /tmp/bert-try   # a quick try
 
 The recipe: the course WordPiece tokenizer (``course_wordpiece_tokenizer``, notebook 01), sentence

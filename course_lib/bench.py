@@ -19,10 +19,10 @@ the **fastest** step of each, see ``_fastest``):
   path that also returns the weights (``need_weights=True``);
 * greedy generation of ``new_tokens`` tokens with and without the KV cache.
 
-Word2vec against gensim is measured in notebook 02, not here.
+Word2vec against gensim is measured in notebook 03, not here.
 
 The functions below are the pieces (``time_interleaved``, ``gpt_vs_hf``, ``bert_vs_hf``,
-``attention_times``, ``generation_times``, ``flops_per_token``); notebook 10 calls them too.
+``attention_times``, ``generation_times``, ``flops_per_token``); notebook 14 calls them too.
 """
 
 from __future__ import annotations
@@ -156,7 +156,7 @@ def gpt_vs_hf(
     same ``(batch_size, seq_len)`` batch of random token ids with the causal-LM loss.
 
     Args:
-        config: a ``GPTConfig`` (default: notebook 06's CPU model, vocabulary 4096, d_model 128,
+        config: a ``GPTConfig`` (default: notebook 08's CPU model, vocabulary 4096, d_model 128,
             4 layers, 4 heads, context 128).
         batch_size: sequences per batch.
         seq_len: tokens per sequence (default: the context ``config.max_len``).
@@ -400,7 +400,7 @@ def flops_per_token(
     ``seq_len`` keys). Training (forward + backward, the backward costing twice the forward):
     ``6 N + 12 num_layers seq_len d_model``. Count ``N`` without the embedding tables (a lookup
     is not a matrix product) but with the output layer when it is a separate matrix: for a tied
-    output layer add the ``vocab x d_model`` product yourself, as notebook 10 does.
+    output layer add the ``vocab x d_model`` product yourself, as notebook 14 does.
 
     Args:
         num_parameters: N, the parameters taking part in matrix products.

@@ -105,7 +105,7 @@ def colab_url(notebook_name: str, *, repository: str = REPOSITORY, branch: str =
     """The Colab address that opens ``folder/notebook_name`` of the repository on ``branch``."""
     owner, repo = github_owner_repo(repository)
     if not notebook_name.endswith(".ipynb") or "/" in notebook_name:
-        raise ValueError(f"expected a notebook file name such as '03_attention.ipynb', got {notebook_name!r}")
+        raise ValueError(f"expected a notebook file name such as '05_attention.ipynb', got {notebook_name!r}")
     path = "/".join(p for p in (folder.strip("/"), notebook_name) if p)
     return f"https://colab.research.google.com/github/{owner}/{repo}/blob/{_check_branch(branch)}/{path}"
 

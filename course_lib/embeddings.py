@@ -1,6 +1,6 @@
 """Word embeddings: counting methods (co-occurrence, PPMI, SVD), word2vec, GloVe, and their evaluation.
 
-The pipeline of notebook 02, one tested piece at a time::
+The pipeline of notebook 03, one tested piece at a time::
 
     texts = [p.text for doc in data.load_corpus("wiki") for p in doc.paragraphs]
     sentences = [tokenize(t) for t in texts]                 # lists of words
@@ -26,7 +26,7 @@ with all the words of their windows, and the words of one window share the centr
 hand-derived gradient applied to the rows in the batch only (see ``train_skipgram`` for why this
 loop is not ``train.Trainer``).
 
-A "sentence" here is any unit that windows must not cross: notebook 02 uses paragraphs.
+A "sentence" here is any unit that windows must not cross: notebook 03 uses paragraphs.
 """
 
 from __future__ import annotations
@@ -811,7 +811,7 @@ def train_skipgram(
 
     A vectorised loop over :meth:`SkipGram.sgd_step` (the hand-derived gradient, applied only to
     the rows in the batch). It shows the same progress bar and live loss plot as
-    ``train.Trainer`` and returns the same ``History``; notebook 02 measures why it does not go
+    ``train.Trainer`` and returns the same ``History``; notebook 03 measures why it does not go
     through the Trainer (a dense gradient for all V x dim weights at every one of thousands of
     small steps costs more than the step itself). Ctrl-C (the stop button) stops it after the
     current step; the vectors keep what they learned.

@@ -1,4 +1,4 @@
-"""Fine-tuning the course BERT for text classification, and judging the result (notebook 09).
+"""Fine-tuning the course BERT for text classification, and judging the result (notebook 11).
 
 What pretraining buys is measured here: the same classifier starts either from the shipped BERT
 (``BertClassifier.from_pretrained``) or from random weights (``BertClassifier.from_scratch``) and

@@ -1,6 +1,6 @@
 """Pictures the course draws again and again: attention heatmaps with tokens on the axes, a grid of
 heads, and a general matrix heatmap (position tables, similarity matrices); and the attention views
-of notebook 08: the bertviz adaptor, offline pictures of every layer and head, and head statistics.
+of notebook 10: the bertviz adaptor, offline pictures of every layer and head, and head statistics.
 
     from course_lib import viz
     viz.attention_heatmap(weights[0, 0], tokens, tokens)        # one head: (n_q, n_k)
@@ -29,7 +29,7 @@ __all__ = [
     "attention_heatmap",
     "attention_heads_grid",
     "matrix_heatmap",
-    # attention views (notebook 08)
+    # attention views (notebook 10)
     "AttentionData",
     "to_bertviz",
     "model_attentions",
@@ -303,7 +303,7 @@ def matrix_heatmap(
 
 
 # =============================================================================================
-# Attention views (notebook 08): the bertviz adaptor, offline pictures and head statistics
+# Attention views (notebook 10): the bertviz adaptor, offline pictures and head statistics
 # =============================================================================================
 _EAGER_HINT = (
     "load a Hugging Face model with attn_implementation=\"eager\" (or call "

@@ -1,7 +1,7 @@
 """The course in a real browser: JupyterLab on 127.0.0.1, driven by Playwright in Debian's Chromium.
 
-What nbval cannot see: that the widgets render and answer in JupyterLab. The test copies notebooks 03
-and 08 to a temporary folder, serves it with JupyterLab on a free local port, opens each notebook in
+What nbval cannot see: that the widgets render and answer in JupyterLab. The test copies notebooks 05
+and 10 to a temporary folder, serves it with JupyterLab on a free local port, opens each notebook in
 headless Chromium, runs every cell (JupyterLab's Run All Cells command), and then
 
 - in 03, moves the softmax-temperature slider with the keyboard and checks that the picture under it
@@ -60,9 +60,9 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
-    """JupyterLab serving a copy of notebooks 03 and 08: yields the base URL with its token."""
+    """JupyterLab serving a copy of notebooks 05 and 10: yields the base URL with its token."""
     folder = tmp_path_factory.mktemp("lab")
-    for name in ("03_attention.ipynb", "08_looking_inside.ipynb"):
+    for name in ("05_attention.ipynb", "10_looking_inside.ipynb"):
         # Without the stored outputs, prompts and widget state: whatever shows up came from this run.
         notebook = json.loads((ROOT / "notebooks" / name).read_text(encoding="utf-8"))
         notebook["metadata"].pop("widgets", None)
@@ -177,7 +177,7 @@ def image_source(widget) -> str:
 
 
 def test_notebook_03_slider_redraws_its_picture(browser, lab):
-    page = open_and_run_all(browser, lab, "03_attention.ipynb")
+    page = open_and_run_all(browser, lab, "05_attention.ipynb")
     # The softmax-temperature explorer: the first widget box holding a slider.
     explorer = page.locator(f"{PANEL} .jupyter-widgets.widget-vbox:has(.widget-slider)").first
     explorer.scroll_into_view_if_needed()
@@ -195,7 +195,7 @@ def test_notebook_03_slider_redraws_its_picture(browser, lab):
 
 
 def test_notebook_08_offline_viewer_shows_its_picture(browser, lab):
-    page = open_and_run_all(browser, lab, "08_looking_inside.ipynb")
+    page = open_and_run_all(browser, lab, "10_looking_inside.ipynb")
     # The AttentionViewer: a widget box with its "input" dropdown and a drawn heatmap.
     viewer = page.locator(f"{PANEL} .jupyter-widgets.widget-vbox:has(.widget-dropdown)").first
     viewer.scroll_into_view_if_needed()

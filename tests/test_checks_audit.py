@@ -207,7 +207,7 @@ def encode_forgets_return(word, merges):
 
 
 def decoder_mask_causal_only(tgt, pad_id):
-    """Notebook 03's causal mask reused as it is: (T, T), no padding, no batch or head axis."""
+    """Notebook 05's causal mask reused as it is: (T, T), no padding, no batch or head axis."""
     T = tgt.shape[1]
     return torch.ones(T, T, dtype=torch.bool).tril()
 

@@ -160,7 +160,7 @@ def test_a_rewritten_setup_cell_runs_outside_colab_without_pip(copies, monkeypat
     monkeypatch.setattr(subprocess, "run", no_pip)
     colabify_folder(copies, repository=REPO)
     namespace: dict = {}
-    exec(setup_cell(read(copies / "03_attention.ipynb")).source, namespace)
+    exec(setup_cell(read(copies / "05_attention.ipynb")).source, namespace)
     assert namespace["device"].type in ("cpu", "cuda", "mps")
     assert "course_lib is ready" in capsys.readouterr().out
 
@@ -178,13 +178,13 @@ def test_addresses():
                 "https://github.com/a/b/c", "github.com/a/b", "https://github.com/a/b?x=1"):
         with pytest.raises(ValueError, match="github.com/OWNER/REPO"):
             github_owner_repo(bad)
-    assert colab_url("03_attention.ipynb", repository=REPO, branch="dev") == (
-        "https://colab.research.google.com/github/someone/llm-course/blob/dev/notebooks/03_attention.ipynb"
+    assert colab_url("05_attention.ipynb", repository=REPO, branch="dev") == (
+        "https://colab.research.google.com/github/someone/llm-course/blob/dev/notebooks/05_attention.ipynb"
     )
     with pytest.raises(ValueError, match="notebook file name"):
-        colab_url("notebooks/03_attention.ipynb", repository=REPO)
+        colab_url("notebooks/05_attention.ipynb", repository=REPO)
     with pytest.raises(ValueError, match="branch"):
-        badge_markdown("03_attention.ipynb", repository=REPO, branch="main@evil")
+        badge_markdown("05_attention.ipynb", repository=REPO, branch="main@evil")
 
 
 def test_the_repository_is_configured_in_one_place():

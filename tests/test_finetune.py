@@ -1,4 +1,4 @@
-"""Notebook 09's library: the topic task, batches, the classifier (= HF), evaluation, export, probes.
+"""Notebook 11's library: the topic task, batches, the classifier (= HF), evaluation, export, probes.
 
 The Hugging Face paths run offline: models are written with ``save_pretrained`` to a temporary
 folder and read back with ``HF_HUB_OFFLINE=1`` and every socket connection refused.

@@ -1,4 +1,4 @@
-"""Notebook 08's tools: the bertviz adaptor, the offline pictures and viewer, head statistics, HF loading.
+"""Notebook 10's tools: the bertviz adaptor, the offline pictures and viewer, head statistics, HF loading.
 
 Small random models only (never the shipped checkpoints) and no network: the Hugging Face loading
 path reads a model written with save_pretrained to a temporary folder, with HF_HUB_OFFLINE=1 and

@@ -105,7 +105,7 @@ def test_the_wheel_ships_the_assets_and_works_without_the_repository(wheel_insta
     assert found["wiki_train_articles"] > 50  # the corpus comes from gensim's wheel
 
 
-@pytest.mark.parametrize("name", ["06_causal_lm.ipynb", "08_looking_inside.ipynb"])
+@pytest.mark.parametrize("name", ["08_causal_lm.ipynb", "10_looking_inside.ipynb"])
 def test_a_notebook_alone_in_a_folder_runs_with_the_wheel(wheel_install, name):
     """Colab's and an offline classroom's case: the notebook, nothing of the repository beside it."""
     python, _, env, tmp_path = wheel_install

@@ -1,4 +1,4 @@
-"""Checkers for notebook 03 (attention): a stable softmax, the causal mask, masked attention, and
+"""Checkers for notebook 05 (attention): a stable softmax, the causal mask, masked attention, and
 splitting and merging heads.
 
 Each checker runs the learner's function on inputs picked so that every plausible mistake gives a

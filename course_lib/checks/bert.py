@@ -1,4 +1,4 @@
-"""Checkers for notebook 07 (BERT): 80/10/10 masking, next-sentence pairs, segment ids, the masked-only loss.
+"""Checkers for notebook 09 (BERT): 80/10/10 masking, next-sentence pairs, segment ids, the masked-only loss.
 
 Masking and pair building are random, so their checkers look at proportions over many tokens and
 pairs (tens of thousands), with bounds several standard deviations wide: a right answer passes

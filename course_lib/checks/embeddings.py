@@ -1,4 +1,4 @@
-"""Checkers for notebook 02 (word embeddings): PPMI, the negative-sampling loss, nearest neighbours."""
+"""Checkers for notebook 03 (word embeddings): PPMI, the negative-sampling loss, nearest neighbours."""
 
 from __future__ import annotations
 

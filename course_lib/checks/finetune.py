@@ -1,4 +1,4 @@
-"""Checkers for notebook 09 (fine-tuning and evaluation): the confusion matrix, macro F1, early stopping.
+"""Checkers for notebook 11 (fine-tuning and evaluation): the confusion matrix, macro F1, early stopping.
 
 The confusion-matrix and F1 cases hold a class that never occurs or is never predicted, the case
 where the common mistakes (a matrix sized by the largest id seen, NaN for an empty class) show;

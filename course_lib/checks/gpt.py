@@ -1,4 +1,4 @@
-"""Checkers for notebook 06 (causal language model, GPT): the next-token loss and the two sampling filters."""
+"""Checkers for notebook 08 (causal language model, GPT): the next-token loss and the two sampling filters."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Checkers for notebook 08 (looking inside): measuring what an attention head does.
+"""Checkers for notebook 10 (looking inside): measuring what an attention head does.
 
 Each checker builds attention weights whose answer is known (planted heads, uniform and one-hot
 rows, causal and bidirectional patterns), runs the learner's function on copies, and names the

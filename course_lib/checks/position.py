@@ -1,4 +1,4 @@
-"""Checkers for notebook 04 (position): the sinusoidal table, rotary embeddings and a relative
+"""Checkers for notebook 06 (position): the sinusoidal table, rotary embeddings and a relative
 distance bias (ALiBi).
 
 Each checker compares the learner's function with the right answer and with the answer each

@@ -1,4 +1,4 @@
-"""Checkers for notebook 10 (scaling up): top-k routing, the load-balancing loss, a KV-cache step."""
+"""Checkers for notebook 14 (scaling up): top-k routing, the load-balancing loss, a KV-cache step."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Checkers for notebook 01 (text and tokens): the steps of byte-pair encoding and padding a batch.
+"""Checkers for notebook 02 (text and tokens): the steps of byte-pair encoding and padding a batch.
 
 Each checker runs the learner's function on small cases chosen so that every usual mistake gives
 a different answer, compares with ``course_lib.tokenizers`` (or a few lines of reference code),

@@ -1,4 +1,4 @@
-"""Checkers for notebook 05 (the Transformer): layer norm by hand, the decoder's combined mask, and
+"""Checkers for notebook 07 (the Transformer): layer norm by hand, the decoder's combined mask, and
 one beam-search step."""
 
 from __future__ import annotations

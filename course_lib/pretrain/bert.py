@@ -3,7 +3,7 @@
     python -m course_lib.pretrain bert --threads 1   # the shipped checkpoint (68.5 minutes on one CPU core)
     python -m course_lib.pretrain bert --steps 200 --out /tmp/bert-try   # a quick try
 
-The recipe: the course WordPiece tokenizer (``course_wordpiece_tokenizer``, notebook 01), sentence
+The recipe: the course WordPiece tokenizer (``course_wordpiece_tokenizer``, notebook 02), sentence
 pairs from the wiki training split (``PretrainingBatches``: new pairs and new 80/10/10 masks every
 epoch), AdamW with linear warm-up and linear decay, ``course_lib.train.Trainer``. At the end the
 model is scored on the held-out validation and test documents and saved in float16 with its

@@ -3,7 +3,7 @@
     python -m course_lib.pretrain gpt              # the shipped checkpoint (about 15 minutes on 2 CPU cores)
     python -m course_lib.pretrain gpt --steps 100 --out /tmp/gpt-try   # a quick try
 
-The recipe: the course BPE tokenizer (``course_bpe_tokenizer``, notebook 01), the wiki training
+The recipe: the course BPE tokenizer (``course_bpe_tokenizer``, notebook 02), the wiki training
 split as one stream of tokens with ``<|endoftext|>`` between articles, cut into windows of
 ``max_len`` tokens (shuffled again every epoch), AdamW with linear warm-up and cosine decay,
 ``course_lib.train.Trainer``. At the end the model is scored on the held-out validation and test

@@ -1,8 +1,9 @@
-"""Numbers that judge a model: perplexity, accuracy, and ``record`` for a notebook's headline numbers.
+"""Numbers that judge a model: perplexity, accuracy, F1, BLEU, and ``show`` for a notebook's headline numbers.
 
-``record(name, value)`` is how every headline number leaves a notebook: when the environment
-variable ``COURSE_METRICS_FILE`` names a file, one JSON line ``{"name": ..., "value": ...}`` is
-appended to it, so a whole run of the course can be measured without parsing prose::
+``show(label, value, name=...)`` is how every headline number leaves a notebook: it prints
+``label: value`` for the learner and, when the environment variable ``COURSE_METRICS_FILE`` names a
+file, appends one JSON line ``{"name": ..., "value": ...}`` to it (``record`` writes that line), so a
+whole run of the course can be measured without parsing prose::
 
     COURSE_METRICS_FILE=metrics.jsonl pytest notebooks/
 """
@@ -18,7 +19,7 @@ from numbers import Real
 
 import torch
 
-__all__ = ["METRICS_FILE_ENV", "accuracy", "bleu", "confusion_matrix", "f1_scores", "perplexity", "record"]
+__all__ = ["METRICS_FILE_ENV", "accuracy", "bleu", "confusion_matrix", "f1_scores", "perplexity", "record", "show"]
 
 METRICS_FILE_ENV = "COURSE_METRICS_FILE"
 _NAME_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_.\-]*$")
@@ -199,4 +200,28 @@ def record(name: str, value: float | int | torch.Tensor) -> float:
     if path:
         with open(path, "a", encoding="utf-8") as f:
             f.write(json.dumps({"name": name, "value": value}) + "\n")
+    return value
+
+
+def show(label: str, value: float | int | torch.Tensor, *, name: str, fmt: str = ".3f", unit: str = "") -> float:
+    """Print a headline number for the learner as ``label: value unit`` and :func:`record` it.
+
+    Args:
+        label: what the number is, in words (``"validation perplexity"``).
+        value: a finite real number (a 1-element tensor is accepted).
+        name: the identifier it is recorded under (``"gpt_val_perplexity"``); see :func:`record`.
+        fmt: a format specification for the value (``".3f"``, ``".1%"``, ``",.0f"``).
+        unit: printed after the value (``"s"``, ``"nats/token"``), empty for none.
+
+    Returns:
+        The value as a float, so ``accuracy = show("test accuracy", acc, name="acc")`` keeps it.
+    """
+    if not isinstance(label, str) or not label.strip():
+        raise ValueError(f"show expected a label in words, such as 'validation perplexity', got {label!r}")
+    value = record(name, value)
+    try:
+        text = format(value, fmt)
+    except ValueError:
+        raise ValueError(f"show expected a format for a number, such as '.3f' or '.1%', got {fmt!r}") from None
+    print(f"{label}: {text}{' ' + unit if unit else ''}")
     return value

@@ -393,12 +393,16 @@ def generation_times(
 def flops_per_token(
     num_parameters: int, num_layers: int, d_model: int, seq_len: int, *, training: bool = True
 ) -> float:
-    """Floating-point operations per token of a decoder-only Transformer (Kaplan et al. 2020).
+    """Floating-point operations per token of a decoder-only Transformer, as PaLM counts them.
 
     Forward: ``2 N`` (each parameter is one multiply and one add) plus the attention scores and
     the weighted sum, ``2 * 2 * num_layers * seq_len * d_model`` (``q k^T`` and ``weights v``, over
     ``seq_len`` keys). Training (forward + backward, the backward costing twice the forward):
-    ``6 N + 12 num_layers seq_len d_model``. Count ``N`` without the embedding tables (a lookup
+    ``6 N + 12 num_layers seq_len d_model``, the accounting of PaLM (Chowdhery et al. 2022,
+    appendix B). Kaplan et al. (2020) count the attention term as half that
+    (``2 num_layers seq_len d_model`` forward), and a causal mask halves it again in principle,
+    since each query reads only the keys before it; either way it is a small share when
+    ``d_model`` is large against ``seq_len``. Count ``N`` without the embedding tables (a lookup
     is not a matrix product) but with the output layer when it is a separate matrix: for a tied
     output layer add the ``vocab x d_model`` product yourself, as notebook 14 does.
 

@@ -218,10 +218,11 @@ def show(label: str, value: float | int | torch.Tensor, *, name: str, fmt: str =
     """
     if not isinstance(label, str) or not label.strip():
         raise ValueError(f"show expected a label in words, such as 'validation perplexity', got {label!r}")
-    value = record(name, value)
     try:
-        text = format(value, fmt)
-    except ValueError:
+        format(1.0, fmt)
+    except (TypeError, ValueError):
         raise ValueError(f"show expected a format for a number, such as '.3f' or '.1%', got {fmt!r}") from None
+    value = record(name, value)  # checks the name and the value before anything is printed
+    text = format(value, fmt)
     print(f"{label}: {text}{' ' + unit if unit else ''}")
     return value

@@ -20,8 +20,9 @@ so it picks them more). The Switch/GShard **load-balancing loss** pushes back::
     aux = E * sum_i f_i * P_i
 
 with ``f_i`` the fraction of the tokens' ``k`` choices that went to expert ``i`` and ``P_i`` the
-mean router probability of expert ``i``. It is 1 when routing is uniform and up to ``E`` when
-every token goes to one expert; ``f`` is a count (no gradient), ``P`` carries the gradient.
+mean router probability of expert ``i``. It is 1 when routing is uniform and up to ``E / k`` when
+the router collapses (every token's probability on one expert, which then gets ``1 / k`` of the
+choices: ``E`` for top-1); ``f`` is a count (no gradient), ``P`` carries the gradient.
 
     from course_lib import moe
     model = moe.MoEGPT(gpt_config, num_experts=4, top_k=2, expert_d_ff=256)
@@ -91,8 +92,9 @@ def load_balancing_loss(router_probs: torch.Tensor, expert_indices: torch.Tensor
 
     ``f_i``: the fraction of all ``tokens * k`` routing choices that picked expert ``i`` (a count:
     no gradient). ``P_i``: the mean over tokens of the router probability of expert ``i`` (the
-    gradient flows through it). Uniform routing gives exactly 1; all tokens on one expert with
-    probability 1 gives ``num_experts``.
+    gradient flows through it). Uniform routing gives exactly 1; a collapsed router (probability 1
+    on one expert for every token) gives ``num_experts / k``, since that expert can hold at most
+    ``1 / k`` of the choices: ``num_experts`` for top-1 routing.
 
     Args:
         router_probs: ``(tokens, num_experts)`` softmax probabilities (rows sum to 1).

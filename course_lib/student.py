@@ -1,24 +1,29 @@
-"""Make the student version of the course: solutions replaced by stubs, outputs cleared.
+"""Make the student version of the course: solutions removed, outputs cleared.
 
 Run it from a terminal::
 
     python -m course_lib.student notebooks/ student/
 
-Every notebook of the source folder is written to the destination folder with:
+In the course's notebooks every exercise is four cells: the prompt (markdown), a stub cell tagged
+``exercise`` (the signature, a docstring with shapes, ``raise NotImplementedError``) that the
+learner fills in, the checker cell, and a solution cell tagged ``solution`` whose source is hidden
+until clicked. Every notebook of the source folder is written to the destination folder with:
 
 - every output, execution count and timing cleared (and the saved widget state dropped);
-- every code cell tagged ``solution`` replaced by a stub: each top-level function keeps its
-  signature (decorators, arguments, defaults, annotations) and its docstring, and its body becomes
-  ``# TODO: your code here`` and ``raise NotImplementedError``; a class keeps its header, docstring
-  and field annotations, and its methods become stubs the same way; imports stay (a signature may
-  need them); any other statement is dropped and a ``# TODO`` comment names what it defined. The
-  stub cell is tagged ``exercise`` instead of ``solution``.
+- every cell tagged ``solution`` removed, so the learner's own stub is the only definition;
+- a code solution that no ``exercise`` stub precedes (a notebook written the older way) replaced by
+  its stub instead of removed: :func:`stub_source` keeps each top-level function's signature
+  (decorators, arguments, defaults, annotations) and docstring and makes its body
+  ``# TODO: your code here`` and ``raise NotImplementedError``; a class keeps its header,
+  docstring and field annotations, and its methods become stubs the same way; imports stay (a
+  signature may need them); any other statement is dropped and a ``# TODO`` comment names what it
+  defined.
 
 The checker cell after each exercise then reports "⏳ Not done yet" (``course_lib.checks.core.
 run_checker`` turns the stub's ``NotImplementedError`` into that verdict) instead of crashing, so
 the student version runs up to its first exercise, and every checker cell after it, without error.
-Comments inside a solution's body go with the body: a specification the learner needs belongs in
-the markdown prompt or the docstring.
+The same :func:`stub_source` is what each ``exercise`` cell of the course holds (a test keeps the
+two in step), so a specification the learner needs belongs in the prompt or the docstring.
 
 The stubs are built with :mod:`ast` and :mod:`tokenize` (never regular expressions), so any valid
 Python in a solution cell is handled; a solution cell that is not valid Python is an error that
@@ -299,11 +304,12 @@ def student_notebook(notebook: Any, *, name: str = "the notebook") -> Any:
 
     Returns:
         A new notebook: outputs, execution counts, execution timings and widget state cleared;
-        each code cell tagged ``solution`` replaced by its :func:`stub_source` and tagged
-        ``exercise``; a markdown or raw cell tagged ``solution`` replaced by a one-line note.
+        each cell tagged ``solution`` removed, except a code solution with no ``exercise`` cell
+        before it (since the previous solution), which becomes its :func:`stub_source`, tagged
+        ``exercise``, so the learner still has a cell to write in.
 
     Raises:
-        StudentVersionError: a solution cell that is not valid Python.
+        StudentVersionError: a stub is needed from a solution cell that is not valid Python.
     """
     if not hasattr(notebook, "cells") or not isinstance(notebook.get("metadata"), dict):
         raise TypeError(
@@ -312,20 +318,27 @@ def student_notebook(notebook: Any, *, name: str = "the notebook") -> Any:
         )
     nb = copy.deepcopy(notebook)
     nb.metadata.pop("widgets", None)  # saved widget state is output too
+    cells = []
+    has_stub = False  # an exercise cell since the last solution
     for index, cell in enumerate(nb.cells):
         cell.metadata.pop("execution", None)
-        tags = _tags(cell)
-        is_solution = SOLUTION_TAG in tags
-        if is_solution:
-            cell.metadata["tags"] = [EXERCISE_TAG if t == SOLUTION_TAG else t for t in tags]
         if cell.cell_type == "code":
             cell.outputs = []
             cell.execution_count = None
-            if is_solution:
-                cell.source = stub_source(cell.source, where=f"{name}, cell {index} (tagged 'solution')")
-        elif is_solution:
-            cell.source = "*(The solution is not part of the student version: write your own above.)*"
-            cell.pop("attachments", None)
+        tags = _tags(cell)
+        if EXERCISE_TAG in tags:
+            has_stub = True
+        if SOLUTION_TAG not in tags:
+            cells.append(cell)
+            continue
+        if cell.cell_type == "code" and not has_stub:
+            cell.source = stub_source(cell.source, where=f"{name}, cell {index} (tagged 'solution')")
+            cell.metadata["tags"] = [EXERCISE_TAG if t == SOLUTION_TAG else t for t in tags]
+            for key in ("jupyter", "cellView"):  # the stub is meant to be seen
+                cell.metadata.pop(key, None)
+            cells.append(cell)
+        has_stub = False
+    nb.cells = cells
     return nb
 
 
@@ -388,9 +401,9 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m course_lib.student SRC_DIR DEST_DIR``; returns the exit status."""
     parser = argparse.ArgumentParser(
         prog="python -m course_lib.student",
-        description="Write the student version of the course's notebooks: outputs cleared, every "
-        "cell tagged 'solution' replaced by a stub that keeps the signatures and raises "
-        "NotImplementedError.",
+        description="Write the student version of the course's notebooks: outputs cleared and "
+        "every cell tagged 'solution' removed, leaving the learner's stub (signature, docstring, "
+        "raise NotImplementedError) before each checker.",
     )
     parser.add_argument("src_dir", metavar="SRC_DIR", help="folder of the notebooks with solutions")
     parser.add_argument("dest_dir", metavar="DEST_DIR", help="folder to write the student version to")

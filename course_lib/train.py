@@ -37,7 +37,7 @@ import torch
 from course_lib.checkpoint import load_checkpoint, save_checkpoint
 from course_lib.env import in_notebook
 
-__all__ = ["History", "Trainer", "early_stopping_point", "move_to_device"]
+__all__ = ["History", "Trainer", "early_stopping_point", "move_to_device", "moving_average"]
 
 LossOutput = torch.Tensor | Mapping[str, torch.Tensor]
 
@@ -74,12 +74,18 @@ class History:
     def from_dict(cls, data: Mapping[str, Any]) -> History:
         return cls(**dict(data))
 
-    def plot(self, ax=None, *, smooth: float = 0.9, log_scale: bool = False):
+    def plot(self, ax=None, *, smooth_steps: int | None = None, log_scale: bool = False):
         """Plot training loss (raw, faint, and smoothed) and validation loss against steps.
+
+        The smoothed training curve is a *centred* moving average: each point is the mean of the
+        logged losses within ``smooth_steps / 2`` optimizer steps on either side. Being centred,
+        it does not lag behind the raw points (an exponential average would, and would then sit
+        above the validation curve while the loss falls), so the two curves can be compared.
 
         Args:
             ax: a matplotlib Axes to draw on; a new figure is made when None.
-            smooth: exponential-moving-average factor for the smoothed training curve (0 = none).
+            smooth_steps: the width of the averaging window in optimizer steps; None picks about
+                a twentieth of the steps run; 0 draws no smoothed curve.
             log_scale: a logarithmic loss axis.
 
         Returns:
@@ -93,8 +99,13 @@ class History:
             fig = ax.figure
         ax.clear()
         if self.train_loss:
-            ax.plot(self.train_steps, self.train_loss, color="tab:blue", alpha=0.25, lw=1)
-            ax.plot(self.train_steps, _ema(self.train_loss, smooth), color="tab:blue", label="train")
+            if smooth_steps is None:
+                smooth_steps = max(1, (self.train_steps[-1] - self.train_steps[0]) // 20)
+            ax.plot(self.train_steps, self.train_loss, color="tab:blue", alpha=0.25, lw=1,
+                    label=None if smooth_steps else "train")
+            if smooth_steps:
+                smoothed = moving_average(self.train_steps, self.train_loss, smooth_steps)
+                ax.plot(self.train_steps, smoothed, color="tab:blue", label="train")
         if self.eval_loss:
             ax.plot(self.eval_steps, self.eval_loss, "o-", color="tab:orange", label="validation")
         if self.best_step is not None:
@@ -109,11 +120,35 @@ class History:
         return fig
 
 
-def _ema(values: list[float], factor: float) -> list[float]:
-    out, running = [], None
-    for value in values:
-        running = value if running is None else factor * running + (1 - factor) * value
-        out.append(running)
+def moving_average(steps: Sequence[int], values: Sequence[float], window: int) -> list[float]:
+    """The centred moving average of ``values`` logged at ``steps``, over a window of ``window`` steps.
+
+    Point i is the mean of the values whose step lies within ``window / 2`` of ``steps[i]``, so
+    the window is measured in optimizer steps whatever the logging interval, and near the ends it
+    simply holds fewer points (no padding, no lag).
+
+    Args:
+        steps: increasing step numbers, length n.
+        values: the value logged at each step, length n.
+        window: the window's width in steps (>= 1).
+
+    Returns:
+        n averaged values.
+    """
+    if len(steps) != len(values):
+        raise ValueError(f"moving_average expected as many steps as values, got {len(steps)} and {len(values)}")
+    if window < 1:
+        raise ValueError(f"moving_average expected a window of at least 1 step, got {window!r}")
+    half = window / 2
+    out, lo, hi, total = [], 0, 0, 0.0
+    for step in steps:  # two pointers: the window [lo, hi) slides right as step grows
+        while hi < len(steps) and steps[hi] <= step + half:
+            total += values[hi]
+            hi += 1
+        while steps[lo] < step - half:
+            total -= values[lo]
+            lo += 1
+        out.append(total / (hi - lo))
     return out
 
 

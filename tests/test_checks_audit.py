@@ -1,11 +1,12 @@
 """The checkers audit, as tests: every exercise checker a notebook calls is tested both ways.
 
-For every ``check.NAME(...)`` call after a cell tagged ``solution`` in ``notebooks/*.ipynb``:
+For every exercise of ``notebooks/*.ipynb`` (a stub cell tagged ``exercise``, the checker cell
+``check.NAME(...)``, then the hidden solution cell tagged ``solution``, which re-runs the checker):
 
 - the ``tests/test_checks_*.py`` file of that checker module has a parametrised test that feeds it
   right answers (all accepted) and one that feeds it wrong answers (each rejected with a hint);
-- the notebook's own solution, run as the notebook runs it, is accepted by the checker;
-- a stub that raises ``NotImplementedError`` gets "not done yet".
+- the notebook's own stub, run as the notebook runs it, gets "not done yet" from its checker cell;
+- the notebook's own solution, run as the notebook runs it, is accepted by the same checker.
 
 A new exercise whose checker has no such tests fails here with its name. The targeted tests at the
 end cover the hints of checker branches that the per-notebook test files do not reach.
@@ -68,9 +69,16 @@ def exercises():
         module = check_module_of(nb)
         for i, cell in enumerate(nb.cells):
             if "solution" in tags(cell):
-                checker = next(c for c in nb.cells[i + 1 :] if c.cell_type == "code")
+                checker = checker_cell_before(nb, i)
                 out.append((path.name, module, checker_name(checker.source), i))
     return out
+
+
+def checker_cell_before(nb, index: int):
+    """The checker cell of the solution at ``index``: the code cell right before it."""
+    checker = next(c for c in reversed(nb.cells[:index]) if c.cell_type == "code")
+    assert "exercise" not in tags(checker), f"cell {index}: a checker cell must sit between stub and solution"
+    return checker
 
 
 EXERCISES = exercises()
@@ -136,20 +144,25 @@ def run_cell(source: str, namespace: dict):
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
-def test_each_notebook_solution_is_accepted_and_a_stub_is_not_done(path):
-    """The notebook's own solutions (setup cell + solution cells + checker cells, in order)."""
+def test_each_notebook_stub_is_not_done_and_its_solution_is_accepted(path):
+    """The notebook's own cells, in order: setup, then per exercise stub, checker, solution."""
     nb = nbformat.read(path, as_version=4)
     code = [c for c in nb.cells if c.cell_type == "code"]
     namespace: dict = {}
     run_cell(code[0].source, namespace)
     for i, cell in enumerate(nb.cells):
+        if "exercise" in tags(cell):
+            run_cell(cell.source, namespace)
+            continue
         if "solution" not in tags(cell):
             continue
-        run_cell(cell.source, namespace)
-        checker_cell = next(c for c in nb.cells[i + 1 :] if c.cell_type == "code")
-        verdict = run_cell(checker_cell.source, namespace)
+        checker_cell = checker_cell_before(nb, i)
+        assert checker_name(cell.source) == checker_name(checker_cell.source), f"{path.name} cell {i}"
+        before = run_cell(checker_cell.source, namespace)  # the learner's cell still holds the stub
+        assert isinstance(before, Verdict) and before.status == "not done", f"{path.name} cell {i}: {before}"
+        verdict = run_cell(cell.source, namespace)  # the solution ends with the checker's call
         assert isinstance(verdict, Verdict) and verdict.passed, f"{path.name} cell {i}: {verdict}"
-        # The same checker on a stub: "not done yet", never a traceback.
+        # Any stub at all gets "not done yet" from this checker, never a traceback.
         checker = getattr(namespace["check"], checker_name(checker_cell.source))
         stubbed = checker(*[_stub] * _arity(checker_cell.source))
         assert stubbed.status == "not done", f"{path.name} cell {i}: {stubbed}"

@@ -94,3 +94,30 @@ def test_bleu_bad_input():
         metrics.bleu("a b", ["a b"])
     with pytest.raises(ValueError, match="at least one"):
         metrics.bleu([], [])
+
+
+def test_show_prints_a_labelled_value_and_records_it(tmp_path, monkeypatch, capsys):
+    path = tmp_path / "metrics.jsonl"
+    monkeypatch.setenv(metrics.METRICS_FILE_ENV, str(path))
+    assert metrics.show("validation perplexity", torch.tensor(231.456), name="gpt_val_ppl", fmt=".1f") == pytest.approx(231.456)
+    assert metrics.show("test accuracy", 0.8125, name="acc", fmt=".1%") == 0.8125
+    metrics.show("one training step", 0.25, name="step_s", fmt=".2f", unit="s")
+    assert capsys.readouterr().out.splitlines() == [
+        "validation perplexity: 231.5",
+        "test accuracy: 81.2%",
+        "one training step: 0.25 s",
+    ]
+    names = [json.loads(line)["name"] for line in path.read_text().splitlines()]
+    assert names == ["gpt_val_ppl", "acc", "step_s"]
+
+
+@pytest.mark.parametrize(
+    "label,value,name,fmt",
+    [("", 1.0, "ok", ".3f"), ("fine", 1.0, "bad name", ".3f"), ("fine", float("nan"), "ok", ".3f"),
+     ("fine", 1.0, "ok", "%d"), ("fine", "1", "ok", ".3f")],
+)
+def test_show_rejects_bad_input_and_writes_nothing(label, value, name, fmt, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv(metrics.METRICS_FILE_ENV, str(tmp_path / "m.jsonl"))
+    with pytest.raises((TypeError, ValueError)):
+        metrics.show(label, value, name=name, fmt=fmt)
+    assert not (tmp_path / "m.jsonl").exists() and capsys.readouterr().out == ""

@@ -126,3 +126,13 @@ def test_the_moe_gpt_has_the_dense_models_active_parameters_and_trains():
         moe.aux_loss_of(dense)
     with pytest.raises(ValueError, match="aux_weight"):
         moe.moe_lm_loss(model, ids, aux_weight=-1)
+
+
+def test_a_collapsed_router_costs_e_over_k():
+    """All probability on expert 0: it holds 1/k of the top-k choices, so the loss is E / k."""
+    E = 8
+    probs = torch.zeros(16, E)
+    probs[:, 0] = 1.0
+    for k in (1, 2, 4):
+        chosen = torch.arange(k).repeat(16, 1)  # every token picks experts 0..k-1
+        assert moe.load_balancing_loss(probs, chosen, E).item() == pytest.approx(E / k)

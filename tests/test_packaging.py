@@ -33,9 +33,9 @@ def test_environment_yml_lists_the_same_packages_as_requirements():
     assert pip_section_of_environment_yml() == requirement_lines((ROOT / "requirements.txt").read_text())
 
 
-def test_requirements_pin_torch_to_the_cpu_wheel_and_install_course_lib():
+def test_requirements_pin_the_tested_torch_and_install_course_lib():
     reqs = requirement_lines((ROOT / "requirements.txt").read_text())
-    assert "torch==2.13.0" in reqs  # a bare "torch" pulls gigabytes of CUDA packages
+    assert "torch==2.13.0" in reqs  # the version the course is tested with
     assert "-e ." in reqs
     names = {name_of(r) for r in reqs}
     for needed in (
@@ -44,6 +44,31 @@ def test_requirements_pin_torch_to_the_cpu_wheel_and_install_course_lib():
     ):
         assert needed in names, needed
     assert "bertviz>=1.4.1,<2" in reqs
+
+
+CPU_INDEX = "--index-url https://download.pytorch.org/whl/cpu"
+INSTALL_DOCS = ("README.md", "requirements.txt", "environment.yml", "docs/instructor-guide.md")
+
+
+def pinned_torch() -> str:
+    reqs = requirement_lines((ROOT / "requirements.txt").read_text())
+    return next(r.split("==")[1] for r in reqs if r.startswith("torch=="))
+
+
+@pytest.mark.parametrize("name", INSTALL_DOCS)
+def test_install_texts_name_the_same_torch_and_the_cpu_index(name):
+    """PyPI's Linux torch is the CUDA build (about 4 GB); every install text gives the CPU path."""
+    text = (ROOT / name).read_text()
+    version = pinned_torch()
+    assert set(re.findall(r"torch==([\w.+]+)", text)) == {version}, f"{name} names another torch version"
+    assert f"torch=={version} {CPU_INDEX}" in text, f"{name} must give PyTorch's CPU-index command"
+    for claim in ("CPU wheel for every platform", "pinned to the CPU wheel", "keep torch pinned to the CPU"):
+        assert claim not in text, f"{name}: the pin does not avoid CUDA on Linux ({claim!r})"
+
+
+def test_readme_gives_both_download_sizes():
+    start = (ROOT / "README.md").read_text()
+    assert "4 GB" in start and "200 MB" in start
 
 
 def test_course_lib_dependencies_are_in_requirements():

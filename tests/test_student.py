@@ -1,4 +1,4 @@
-"""The student version: solutions replaced by stubs, outputs cleared, and it still runs.
+"""The student version: solutions removed, outputs cleared, and it still runs.
 
 ``python -m course_lib.student SRC_DIR DEST_DIR`` is run on the real notebooks (read only: the
 student version goes to a temporary folder); one student notebook is executed in a real kernel up
@@ -52,6 +52,10 @@ def is_stub_body(body: list[ast.stmt]) -> bool:
     )
 
 
+def _first_line(node: ast.stmt) -> int:
+    return min([d.lineno for d in getattr(node, "decorator_list", [])] + [node.lineno])
+
+
 def last_value(code: str, namespace: dict):
     """Run a cell's code as Jupyter does and return the value of its last expression."""
     tree = ast.parse(code)
@@ -100,39 +104,51 @@ def test_student_notebooks_are_valid_and_hold_no_outputs(student):
                 assert cell.outputs == [] and cell.execution_count is None, name
 
 
-def test_only_solution_cells_change(student):
+def test_only_solution_cells_go(student):
     for name, (original, nb) in student.items():
-        assert len(nb.cells) == len(original.cells), name
-        for before, after in zip(original.cells, nb.cells):
-            assert after.cell_type == before.cell_type
-            if SOLUTION_TAG in tags(before):
-                assert SOLUTION_TAG not in tags(after) and EXERCISE_TAG in tags(after), name
-            else:
-                assert after.source == before.source, name
+        kept = [c for c in original.cells if SOLUTION_TAG not in tags(c)]
+        assert len(nb.cells) == len(kept) < len(original.cells), name
+        for before, after in zip(kept, nb.cells):
+            assert after.cell_type == before.cell_type and after.source == before.source, name
+            assert after.metadata.get("tags", []) == before.metadata.get("tags", []), name
 
 
-def test_solutions_become_stubs_with_the_same_signatures(student):
+def test_every_solution_is_preceded_by_its_stub(student):
+    """The exercise cell before each solution is exactly the stub of that solution's definitions."""
     stubs = 0
     for name, (original, nb) in student.items():
-        for before, after in zip(original.cells, nb.cells):
-            if SOLUTION_TAG not in tags(before):
+        cells = original.cells
+        for i, cell in enumerate(cells):
+            if SOLUTION_TAG not in tags(cell):
                 continue
-            old, new = ast.parse(before.source), ast.parse(after.source)
-            old_defs = {n.name: n for n in old.body if isinstance(n, ast.FunctionDef)}
-            new_defs = {n.name: n for n in new.body if isinstance(n, ast.FunctionDef)}
+            exercise = next(c for c in reversed(cells[:i]) if EXERCISE_TAG in tags(c) or SOLUTION_TAG in tags(c))
+            assert EXERCISE_TAG in tags(exercise), f"{name} cell {i}: no exercise stub before the solution"
+            assert any(c.source == exercise.source for c in nb.cells), name
+            old, new = ast.parse(cell.source), ast.parse(exercise.source)
+            old_defs = {n.name: n for n in old.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
+            new_defs = {n.name: n for n in new.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
             assert old_defs and set(new_defs) == set(old_defs), f"{name}: {sorted(old_defs)}"
             for fname, fn in old_defs.items():
                 stub = new_defs[fname]
-                assert ast.dump(stub.args) == ast.dump(fn.args), f"{name}: {fname} lost its signature"
-                assert ast.dump(stub.returns) == ast.dump(fn.returns) if fn.returns else stub.returns is None
-                assert is_stub_body(stub.body), f"{name}: {fname} still has code"
-                # The solution's statements are gone, not only reordered.
-                for statement in fn.body:
-                    if not is_docstring(statement):
-                        assert ast.unparse(statement) not in ast.unparse(new), f"{name}: {fname}"
+                if isinstance(fn, ast.FunctionDef):
+                    assert ast.dump(stub.args) == ast.dump(fn.args), f"{name}: {fname} lost its signature"
+                    assert ast.dump(stub.returns) == ast.dump(fn.returns) if fn.returns else stub.returns is None
+                    assert is_stub_body(stub.body), f"{name}: {fname} holds code"
+                    assert ast.get_docstring(stub), f"{name}: the stub of {fname} has no docstring"
+                    assert ast.get_docstring(stub) == ast.get_docstring(fn), f"{name}: {fname}'s docstrings differ"
                 stubs += 1
-            assert TODO in after.source and "return" not in after.source, name
-    assert stubs >= 20  # every exercise of notebooks 00-08 at least
+            assert TODO in exercise.source, name
+            assert not any(isinstance(n, ast.Return) for n in ast.walk(new)), f"{name}: a stub returns"
+            # The exercise cell is what stub_source makes of the solution's definitions (the
+            # solution's title comment and its checker call are not part of the exercise).
+            lines = cell.source.splitlines(keepends=True)
+            definitions = "".join(
+                "".join(lines[_first_line(node) - 1 : node.end_lineno])
+                for node in old.body
+                if isinstance(node, (ast.FunctionDef, ast.ClassDef, ast.Import, ast.ImportFrom))
+            )
+            assert stub_source(definitions) == exercise.source.rstrip("\n"), f"{name} cell {i}"
+    assert stubs >= 30  # every exercise of every notebook
 
 
 def test_every_checker_says_not_done_yet_on_the_stubs(student):
@@ -282,18 +298,36 @@ def test_invalid_python_is_a_clear_error():
 
 def test_student_notebook_leaves_its_input_alone():
     nb = nbformat.v4.new_notebook()
-    solution = nbformat.v4.new_code_cell("def f(x):\n    return x\n", metadata={"tags": ["solution"]})
+    stub = nbformat.v4.new_code_cell("def f(x):\n    raise NotImplementedError\n", metadata={"tags": ["exercise"]})
+    checker = nbformat.v4.new_code_cell("check.f(f)")
+    solution = nbformat.v4.new_code_cell(
+        "# @title Solution\ndef f(x):\n    return x\ncheck.f(f)\n",
+        metadata={"tags": ["solution"], "jupyter": {"source_hidden": True}, "cellView": "form"},
+    )
     solution.outputs = [nbformat.v4.new_output("stream", text="hi\n")]
     solution.execution_count = 3
+    checker.execution_count = 2
+    nb.cells = [stub, checker, solution]
+    out = student_notebook(nb, name="nb.ipynb")
+    assert len(nb.cells) == 3 and nb.cells[2].outputs and nb.cells[1].execution_count == 2
+    assert [c.source for c in out.cells] == [stub.source, checker.source]
+    assert out.cells[1].execution_count is None
+    with pytest.raises(TypeError, match="nbformat"):
+        student_notebook({"cells": []})
+
+
+def test_a_solution_without_a_stub_becomes_one():
+    """A notebook written without exercise cells still leaves the learner somewhere to write."""
+    nb = nbformat.v4.new_notebook()
+    solution = nbformat.v4.new_code_cell(
+        "def f(x):\n    return x\n", metadata={"tags": ["solution"], "jupyter": {"source_hidden": True}}
+    )
     markdown = nbformat.v4.new_markdown_cell("The answer is 42.", metadata={"tags": ["solution"]})
     nb.cells = [solution, markdown]
     out = student_notebook(nb, name="nb.ipynb")
-    assert nb.cells[0].source == "def f(x):\n    return x\n" and nb.cells[0].outputs
-    assert out.cells[0].outputs == [] and out.cells[0].execution_count is None
+    assert len(out.cells) == 1, "the markdown solution goes"
     assert "return" not in out.cells[0].source and out.cells[0].metadata["tags"] == ["exercise"]
-    assert "42" not in out.cells[1].source and out.cells[1].metadata["tags"] == ["exercise"]
-    with pytest.raises(TypeError, match="nbformat"):
-        student_notebook({"cells": []})
+    assert "jupyter" not in out.cells[0].metadata, "the stub is not hidden"
 
 
 # ---- the command ---------------------------------------------------------------------------------

@@ -237,3 +237,40 @@ def test_history_round_trips_and_plots():
     fig = history.plot()
     labels = [line.get_label() for line in fig.axes[0].get_lines()]
     assert "train" in labels and "validation" in labels
+
+
+def test_moving_average_is_centred_and_measured_in_steps():
+    # A straight line is its own centred average (away from the ends): no lag, unlike an EMA.
+    steps = list(range(0, 200, 10))
+    values = [100.0 - 0.5 * s for s in steps]
+    smoothed = train.moving_average(steps, values, window=40)
+    assert smoothed[5:-5] == pytest.approx(values[5:-5])
+    # The same window in steps averages the same stretch of training whatever the log interval.
+    dense = list(range(0, 200, 2))
+    dense_avg = train.moving_average(dense, [float(s % 20 < 10) for s in dense], window=20)
+    assert dense_avg[20:-20] == pytest.approx([0.5] * len(dense_avg[20:-20]), abs=0.06)
+    # Each point is the plain mean of the values within window/2 steps of it.
+    assert train.moving_average([0, 1, 2, 3], [0.0, 4.0, 8.0, 0.0], window=2) == pytest.approx(
+        [2.0, 4.0, 4.0, 4.0]
+    )
+    with pytest.raises(ValueError, match="as many steps as values"):
+        train.moving_average([0, 1], [1.0], window=2)
+    with pytest.raises(ValueError, match="at least 1 step"):
+        train.moving_average([0, 1], [1.0, 2.0], window=0)
+
+
+def test_history_plot_smoothing_does_not_lag_validation():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    # Falling loss logged every 10 steps, validation equal to training: the smoothed train curve
+    # must not sit above validation (the artefact an exponential average drew).
+    steps = list(range(10, 1010, 10))
+    loss = [5.0 * 0.998**s for s in steps]
+    history = History(step=1000, train_steps=steps, train_loss=loss, eval_steps=steps[9::10],
+                      eval_loss=loss[9::10])
+    fig = history.plot()
+    train_line = [line for line in fig.axes[0].get_lines() if line.get_label() == "train"][0]
+    smoothed = dict(zip(steps, train_line.get_ydata()))
+    gaps = [smoothed[s] - v for s, v in zip(history.eval_steps[:-1], history.eval_loss[:-1])]
+    assert max(gaps) < 0.02 * max(loss), gaps

@@ -69,6 +69,9 @@ def lab(tmp_path_factory):
         for cell in notebook["cells"]:
             if cell["cell_type"] == "code":
                 cell["outputs"], cell["execution_count"] = [], None
+                # A collapsed input (the hidden solutions) shows no prompt number; show every input so
+                # that the prompts tell when each cell has run (tests/test_notebooks.py checks the hiding).
+                cell["metadata"].pop("jupyter", None)
         (folder / name).write_text(json.dumps(notebook), encoding="utf-8")
     port, token = free_port(), "course-browser-test"
     home = tmp_path_factory.mktemp("home")

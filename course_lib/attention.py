@@ -26,6 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from course_lib import _validate as validate
+
 __all__ = [
     "stable_softmax",
     "scaled_dot_product_attention",
@@ -33,80 +35,9 @@ __all__ = [
     "padding_mask",
     "split_heads",
     "merge_heads",
+    "KVCache",
     "MultiHeadAttention",
 ]
-
-
-# ---- validation helpers ---------------------------------------------------------------------
-def _shape(t: torch.Tensor) -> tuple[int, ...]:
-    return tuple(t.shape)
-
-
-def _require_tensor(value, name: str, caller: str) -> torch.Tensor:
-    if not isinstance(value, torch.Tensor):
-        raise TypeError(f"{caller} expected {name} to be a torch.Tensor, got {type(value).__name__}")
-    return value
-
-
-def _check_mask(mask, weights_shape: tuple[int, ...], caller: str) -> torch.Tensor:
-    """Validate a boolean attention mask against the weights' shape ``(..., n_q, n_k)``."""
-    mask = _require_tensor(mask, "mask", caller)
-    if mask.dtype != torch.bool:
-        raise TypeError(
-            f"{caller} expected a boolean mask (True where attention is allowed), got dtype "
-            f"{mask.dtype}. A float mask is a common trap: PyTorch *adds* a float mask to the scores "
-            "(0 = allowed, -inf = blocked), so a 0/1 float mask would silently change the scores "
-            "instead of blocking anything. If 1 means 'allowed', pass mask.bool(); if your mask is "
-            "additive (0 / -inf), pass mask == 0."
-        )
-    try:
-        broadcast = torch.broadcast_shapes(_shape(mask), weights_shape)
-    except RuntimeError:
-        broadcast = None
-    if broadcast != weights_shape:
-        raise ValueError(
-            f"{caller}: the mask of shape {_shape(mask)} cannot broadcast to the attention weights' "
-            f"shape {weights_shape} (..., n_queries, n_keys). Its last two dimensions must be "
-            "(n_queries or 1, n_keys or 1), e.g. (T, T) for a causal mask or (batch, 1, 1, n_keys) "
-            "for a padding mask."
-        )
-    return mask
-
-
-def _check_qkv(q, k, v, caller: str) -> tuple[int, ...]:
-    """Validate query/key/value shapes; return the attention weights' shape (..., n_q, n_k)."""
-    for name, t in (("q", q), ("k", k), ("v", v)):
-        _require_tensor(t, name, caller)
-        if t.dim() < 2:
-            raise ValueError(
-                f"{caller} expected {name} with at least 2 dimensions (..., seq, features), "
-                f"got shape {_shape(t)}"
-            )
-        if not t.is_floating_point():
-            raise TypeError(f"{caller} expected floating-point {name}, got dtype {t.dtype}")
-    if q.shape[-1] != k.shape[-1]:
-        raise ValueError(
-            f"{caller}: queries and keys must have the same last dimension d_k to be compared by dot "
-            f"product; got q of shape {_shape(q)} (d_k={q.shape[-1]}) and k of shape {_shape(k)} "
-            f"(d_k={k.shape[-1]})"
-        )
-    if k.shape[-2] != v.shape[-2]:
-        raise ValueError(
-            f"{caller}: keys and values come in pairs, so they need the same length; got k of shape "
-            f"{_shape(k)} ({k.shape[-2]} keys) and v of shape {_shape(v)} ({v.shape[-2]} values)"
-        )
-    if not (q.dtype == k.dtype == v.dtype):
-        raise TypeError(
-            f"{caller} expected q, k and v of one dtype, got {q.dtype}, {k.dtype} and {v.dtype}"
-        )
-    try:
-        batch = torch.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
-    except RuntimeError:
-        raise ValueError(
-            f"{caller}: the leading (batch, head) dimensions of q {_shape(q)[:-2]}, k "
-            f"{_shape(k)[:-2]} and v {_shape(v)[:-2]} must be equal or broadcastable"
-        ) from None
-    return tuple(batch) + (q.shape[-2], k.shape[-2])
 
 
 # ---- softmax --------------------------------------------------------------------------------
@@ -124,13 +55,13 @@ def stable_softmax(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
     Returns:
         A tensor of ``x``'s shape, non-negative, summing to 1 along ``dim``.
     """
-    x = _require_tensor(x, "x", "stable_softmax")
+    x = validate.tensor(x, "x", "stable_softmax")
     if not x.is_floating_point():
         raise TypeError(f"stable_softmax expected floating-point scores, got dtype {x.dtype}")
     if x.dim() == 0:
         raise ValueError("stable_softmax expected at least one dimension, got a 0-dim tensor")
     if not -x.dim() <= dim < x.dim():
-        raise ValueError(f"stable_softmax: dim={dim} is out of range for a tensor of shape {_shape(x)}")
+        raise ValueError(f"stable_softmax: dim={dim} is out of range for a tensor of shape {tuple(x.shape)}")
     shifted = x - x.amax(dim=dim, keepdim=True).detach()  # the shift does not change the result
     exp = shifted.exp()
     return exp / exp.sum(dim=dim, keepdim=True)
@@ -171,9 +102,9 @@ def scaled_dot_product_attention(
         dropout, when there is some), each row summing to 1 (or 0 for a fully masked query).
     """
     caller = "scaled_dot_product_attention"
-    weights_shape = _check_qkv(q, k, v, caller)
+    weights_shape = validate.queries_keys_values(q, k, v, caller)
     if mask is not None:
-        mask = _check_mask(mask, weights_shape, caller)
+        mask = validate.attention_mask(mask, weights_shape, caller)
     if is_causal:
         if q.shape[-2] != k.shape[-2]:
             raise ValueError(
@@ -182,8 +113,7 @@ def scaled_dot_product_attention(
             )
         causal = causal_mask(q.shape[-2], device=q.device)
         mask = causal if mask is None else mask & causal
-    if not 0.0 <= dropout_p < 1.0:
-        raise ValueError(f"{caller} expected 0 <= dropout_p < 1, got {dropout_p}")
+    validate.dropout_p(dropout_p, caller, "dropout_p")
     if scale is None:
         scale = 1.0 / math.sqrt(q.shape[-1])
 
@@ -212,8 +142,7 @@ def causal_mask(T: int, device: torch.device | str | None = None) -> torch.Tenso
     Returns:
         A ``(T, T)`` boolean tensor, True on and below the diagonal (lower triangle).
     """
-    if isinstance(T, bool) or not isinstance(T, int) or T < 1:
-        raise ValueError(f"causal_mask expected a positive int length T, got {T!r}")
+    validate.positive_int(T, "length T", "causal_mask")
     return torch.ones(T, T, dtype=torch.bool, device=device).tril()
 
 
@@ -251,9 +180,8 @@ def padding_mask(
         if x.numel() == 0 or (x < 0).any():
             raise ValueError(f"{caller} expected non-negative lengths, got {x.tolist()}")
         longest = int(x.max())
-        if max_len is None:
-            max_len = longest
-        if not isinstance(max_len, int) or max_len < longest:
+        max_len = longest if max_len is None else validate.positive_int(max_len, "max_len", caller)
+        if max_len < longest:
             raise ValueError(
                 f"{caller}: max_len={max_len!r} is shorter than the longest sequence ({longest})"
             )
@@ -261,7 +189,7 @@ def padding_mask(
     elif x.dim() == 2:  # attention_mask (batch, T)
         if max_len is not None and max_len != x.shape[-1]:
             raise ValueError(
-                f"{caller}: got an attention_mask of shape {_shape(x)} and max_len={max_len}; "
+                f"{caller}: got an attention_mask of shape {tuple(x.shape)} and max_len={max_len}; "
                 "leave max_len out for an attention_mask"
             )
         if x.dtype != torch.bool:
@@ -273,7 +201,7 @@ def padding_mask(
         mask = x.bool()
     else:
         raise ValueError(
-            f"{caller} expected lengths (batch,) or an attention_mask (batch, T), got shape {_shape(x)}"
+            f"{caller} expected lengths (batch,) or an attention_mask (batch, T), got shape {tuple(x.shape)}"
         )
     return mask[:, None, None, :].to(device)
 
@@ -284,28 +212,62 @@ def split_heads(x: torch.Tensor, num_heads: int) -> torch.Tensor:
 
     Head ``h`` holds features ``h * d_head`` to ``(h + 1) * d_head - 1`` of every position.
     """
-    x = _require_tensor(x, "x", "split_heads")
+    x = validate.tensor(x, "x", "split_heads")
     if x.dim() != 3:
-        raise ValueError(f"split_heads expected x of shape (batch, seq, d), got {_shape(x)}")
-    if isinstance(num_heads, bool) or not isinstance(num_heads, int) or num_heads < 1:
-        raise ValueError(f"split_heads expected a positive int num_heads, got {num_heads!r}")
+        raise ValueError(f"split_heads expected x of shape (batch, seq, d), got {tuple(x.shape)}")
+    validate.positive_int(num_heads, "num_heads", "split_heads")
     batch, seq, d = x.shape
     if d % num_heads:
         raise ValueError(
-            f"split_heads: the feature size {d} of x {_shape(x)} is not divisible by num_heads={num_heads}"
+            f"split_heads: the feature size {d} of x {tuple(x.shape)} is not divisible by num_heads={num_heads}"
         )
     return x.view(batch, seq, num_heads, d // num_heads).transpose(1, 2)
 
 
 def merge_heads(x: torch.Tensor) -> torch.Tensor:
     """Undo ``split_heads``: ``(batch, heads, seq, d_head)`` -> ``(batch, seq, heads * d_head)``."""
-    x = _require_tensor(x, "x", "merge_heads")
+    x = validate.tensor(x, "x", "merge_heads")
     if x.dim() != 4:
         raise ValueError(
-            f"merge_heads expected x of shape (batch, heads, seq, d_head), got {_shape(x)}"
+            f"merge_heads expected x of shape (batch, heads, seq, d_head), got {tuple(x.shape)}"
         )
     batch, heads, seq, d_head = x.shape
     return x.transpose(1, 2).reshape(batch, seq, heads * d_head)
+
+
+# ---- a cache of keys and values, for generation ---------------------------------------------
+class KVCache:
+    """The keys and values every layer has computed so far, so a new token needs only its own.
+
+    ``keys[i]`` and ``values[i]`` are ``(batch, heads, seen, d_head)`` for layer ``i``. Pass one
+    cache to successive calls ``model(new_ids, cache=cache)``: each call attends over everything
+    cached plus its new positions, and appends its keys and values.
+
+    Built in notebook 08, section 10 (and by hand in notebook 14, section 6).
+    """
+
+    def __init__(self) -> None:
+        self.keys: list[torch.Tensor] = []
+        self.values: list[torch.Tensor] = []
+
+    def __len__(self) -> int:
+        """Number of positions cached (0 for a new cache)."""
+        return 0 if not self.keys else int(self.keys[0].shape[-2])
+
+    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Append layer ``layer``'s new ``k, v (batch, heads, new, d_head)``; return all of them."""
+        if layer == len(self.keys):
+            self.keys.append(k)
+            self.values.append(v)
+        elif layer < len(self.keys):
+            self.keys[layer] = torch.cat([self.keys[layer], k], dim=-2)
+            self.values[layer] = torch.cat([self.values[layer], v], dim=-2)
+        else:
+            raise ValueError(f"KVCache: layer {layer} updated before layer {len(self.keys)}")
+        return self.keys[layer], self.values[layer]
+
+    def __repr__(self) -> str:
+        return f"KVCache(layers={len(self.keys)}, positions={len(self)})"
 
 
 # ---- multi-head attention -------------------------------------------------------------------
@@ -315,7 +277,7 @@ class MultiHeadAttention(nn.Module):
     ``num_heads`` attentions run side by side, each on its own ``d_head = d_model // num_heads``
     slice of the projected queries, keys and values; their outputs are concatenated and mixed by
     ``out_proj``. Equal to ``torch.nn.MultiheadAttention(d_model, num_heads, batch_first=True)``
-    given the same weights (``from_torch``).
+    given the same weights (``from_torch``). GPT, BERT and the Transformer all run this module.
 
     Args:
         d_model: the size of each position's vector (input and output).
@@ -325,9 +287,12 @@ class MultiHeadAttention(nn.Module):
         rotary: optional module applied to the queries and keys of every head after the split,
             ``rotary(x) -> x`` on ``(batch, heads, seq, d_head)`` (e.g.
             ``course_lib.positional.RotaryEmbedding(d_head)``): rotary position embeddings.
+        layer_idx: the layer's slot in a ``KVCache`` (GPT numbers its layers 0, 1, ...).
 
     Attributes:
         q_proj, k_proj, v_proj, out_proj: ``nn.Linear(d_model, d_model)`` each.
+
+    Built in notebook 05, section 6.
     """
 
     def __init__(
@@ -337,39 +302,29 @@ class MultiHeadAttention(nn.Module):
         dropout: float = 0.0,
         bias: bool = True,
         rotary: nn.Module | None = None,
+        layer_idx: int = 0,
     ) -> None:
         super().__init__()
-        for name, value in (("d_model", d_model), ("num_heads", num_heads)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"MultiHeadAttention expected a positive int {name}, got {value!r}")
+        validate.positive_int(d_model, "d_model", "MultiHeadAttention")
+        validate.positive_int(num_heads, "num_heads", "MultiHeadAttention")
         if d_model % num_heads:
             raise ValueError(
                 f"MultiHeadAttention: d_model={d_model} must be divisible by num_heads={num_heads} "
                 "(each head gets d_model // num_heads features)"
             )
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"MultiHeadAttention expected 0 <= dropout < 1, got {dropout}")
         self.d_model = d_model
         self.num_heads = num_heads
         self.d_head = d_model // num_heads
-        self.dropout = dropout
+        self.dropout = validate.dropout_p(dropout, "MultiHeadAttention")
         self.q_proj = nn.Linear(d_model, d_model, bias=bias)
         self.k_proj = nn.Linear(d_model, d_model, bias=bias)
         self.v_proj = nn.Linear(d_model, d_model, bias=bias)
         self.out_proj = nn.Linear(d_model, d_model, bias=bias)
         self.rotary = rotary
+        self.layer_idx = layer_idx
 
     def extra_repr(self) -> str:
         return f"d_model={self.d_model}, num_heads={self.num_heads}, dropout={self.dropout}"
-
-    def _check_input(self, x, name: str) -> torch.Tensor:
-        x = _require_tensor(x, name, "MultiHeadAttention")
-        if x.dim() != 3 or x.shape[-1] != self.d_model:
-            raise ValueError(
-                f"MultiHeadAttention expected {name} of shape (batch, seq, d_model={self.d_model}), "
-                f"got {_shape(x)}"
-            )
-        return x
 
     def forward(
         self,
@@ -379,6 +334,9 @@ class MultiHeadAttention(nn.Module):
         mask: torch.Tensor | None = None,
         need_weights: bool = True,
         is_causal: bool = False,
+        *,
+        cache: KVCache | None = None,
+        scale: float | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Attend from ``query`` to ``key``/``value`` (self-attention when they are None).
 
@@ -394,29 +352,53 @@ class MultiHeadAttention(nn.Module):
                 them ``(batch, num_heads, n_q, n_k)``; False uses PyTorch's fused kernel
                 (faster, less memory: use it for training) and returns None for the weights.
             is_causal: add a causal mask (lets the fused kernel use its fastest path).
+            cache: a ``KVCache``: this call's keys and values are appended to the layer's cached
+                ones (slot ``layer_idx``) and the queries attend over all of them. The mask must
+                then cover ``(n_q, cached + n_k)``.
+            scale: the factor on the scores; ``1 / sqrt(d_head)`` when None.
 
         Returns:
             ``(output, weights)``: output ``(batch, n_q, d_model)``; weights as above, or None.
         """
-        query = self._check_input(query, "query")
-        key = query if key is None else self._check_input(key, "key")
-        value = key if value is None else self._check_input(value, "value")
+        query, key, value = self._check_inputs(query, key, value)
+        if cache is not None and self.rotary is not None:
+            raise ValueError("MultiHeadAttention: a KVCache with rotary embeddings is not supported")
+        # 1. project: (batch, seq, d_model) each; 2. split into heads: (batch, heads, seq, d_head).
+        if key is query and value is query:
+            # Self-attention: one matrix product for the three projections (as GPT-2's fused
+            # c_attn does), the same numbers as q_proj(x), k_proj(x), v_proj(x) in a third of the launches.
+            q, k, v = F.linear(query, self._qkv_weight(), self._qkv_bias()).chunk(3, dim=-1)
+        else:
+            q, k, v = self.q_proj(query), self.k_proj(key), self.v_proj(value)
+        q, k, v = (split_heads(x, self.num_heads) for x in (q, k, v))
+        if self.rotary is not None:
+            q, k = self.rotary(q), self.rotary(k)
+        if cache is not None:  # the keys and values of earlier calls, then these: (batch, heads, cached + n_k, d_head)
+            k, v = cache.update(self.layer_idx, k, v)
+        # 3. attend, 4. merge the heads back (batch, n_q, d_model) and mix them.
+        out, weights = self.attend(q, k, v, mask=mask, need_weights=need_weights, is_causal=is_causal, scale=scale)
+        return self.out_proj(merge_heads(out)), weights
+
+    def _qkv_weight(self) -> torch.Tensor:
+        return torch.cat([self.q_proj.weight, self.k_proj.weight, self.v_proj.weight])
+
+    def _qkv_bias(self) -> torch.Tensor | None:
+        if self.q_proj.bias is None:
+            return None
+        return torch.cat([self.q_proj.bias, self.k_proj.bias, self.v_proj.bias])
+
+    def _check_inputs(self, query, key, value) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        layout = f"(batch, seq, d_model={self.d_model})"
+        query = validate.float_tensor(query, "query", "MultiHeadAttention", dims=3, last=self.d_model, layout=layout)
+        key = query if key is None else validate.float_tensor(key, "key", "MultiHeadAttention", dims=3, last=self.d_model, layout=layout)
+        value = key if value is None else validate.float_tensor(value, "value", "MultiHeadAttention", dims=3, last=self.d_model, layout=layout)
         if key.shape[:2] != value.shape[:2] or query.shape[0] != key.shape[0]:
             raise ValueError(
                 "MultiHeadAttention expected query (batch, n_q, d), key and value (batch, n_k, d) "
-                f"with one batch size and as many keys as values; got query {_shape(query)}, key "
-                f"{_shape(key)}, value {_shape(value)}"
+                f"with one batch size and as many keys as values; got query {tuple(query.shape)}, key "
+                f"{tuple(key.shape)}, value {tuple(value.shape)}"
             )
-        # 1. project, 2. split into heads: (batch, heads, seq, d_head). A KV cache would append the
-        # new k, v to the cached ones here, between the projection and the attention.
-        q = split_heads(self.q_proj(query), self.num_heads)
-        k = split_heads(self.k_proj(key), self.num_heads)
-        v = split_heads(self.v_proj(value), self.num_heads)
-        if self.rotary is not None:
-            q, k = self.rotary(q), self.rotary(k)
-        # 3. attend, 4. merge the heads back and mix them.
-        out, weights = self.attend(q, k, v, mask=mask, need_weights=need_weights, is_causal=is_causal)
-        return self.out_proj(merge_heads(out)), weights
+        return query, key, value
 
     def attend(
         self,
@@ -426,6 +408,7 @@ class MultiHeadAttention(nn.Module):
         mask: torch.Tensor | None = None,
         need_weights: bool = True,
         is_causal: bool = False,
+        scale: float | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Attention of per-head ``q (batch, heads, n_q, d_head)`` over ``k, v (batch, heads, n_k, d_head)``.
 
@@ -434,59 +417,34 @@ class MultiHeadAttention(nn.Module):
         dropout_p = self.dropout if self.training else 0.0
         if need_weights:
             return scaled_dot_product_attention(
-                q, k, v, mask, is_causal=is_causal, dropout_p=dropout_p
+                q, k, v, mask, is_causal=is_causal, dropout_p=dropout_p, scale=scale
             )
         caller = "MultiHeadAttention"
-        weights_shape = _check_qkv(q, k, v, caller)
+        weights_shape = validate.queries_keys_values(q, k, v, caller)
         if is_causal and q.shape[-2] != k.shape[-2]:
             raise ValueError(
                 f"{caller}: is_causal=True needs as many queries as keys, got {q.shape[-2]} queries "
                 f"and {k.shape[-2]} keys; pass an explicit mask instead (e.g. for a KV cache)"
             )
         if mask is not None:
-            mask = _check_mask(mask, weights_shape, caller)
+            mask = validate.attention_mask(mask, weights_shape, caller)
             if is_causal:  # the fused kernel takes one or the other
                 mask = mask & causal_mask(q.shape[-2], device=q.device)
                 is_causal = False
         out = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=is_causal
+            q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=is_causal, scale=scale
         )
         return out, None
 
-    # ---- interoperability with torch.nn.MultiheadAttention ---------------------------------
     @classmethod
     def from_torch(cls, torch_mha: nn.MultiheadAttention) -> MultiHeadAttention:
-        """A ``MultiHeadAttention`` holding a copy of an ``nn.MultiheadAttention``'s weights.
+        """A copy of an ``nn.MultiheadAttention`` (``course_lib.interop.mha_from_torch``)."""
+        from course_lib.interop import mha_from_torch
 
-        torch keeps the three input projections stacked in one ``in_proj_weight`` of shape
-        ``(3 * d_model, d_model)`` (queries, then keys, then values); they are split into
-        ``q_proj``, ``k_proj`` and ``v_proj``. The two modules then give the same outputs, with two
-        differences in how they are called: torch's boolean ``attn_mask`` and ``key_padding_mask``
-        mean True = *blocked* (pass ``~mask``), and torch averages the weights over the heads unless
-        ``average_attn_weights=False``. Build the torch module with ``batch_first=True`` to feed
-        both the same ``(batch, seq, d_model)`` inputs.
-        """
-        if not isinstance(torch_mha, nn.MultiheadAttention):
-            raise TypeError(
-                f"from_torch expected an nn.MultiheadAttention, got {type(torch_mha).__name__}"
-            )
-        if not torch_mha._qkv_same_embed_dim:
-            raise ValueError("from_torch supports kdim == vdim == embed_dim only")
-        if torch_mha.bias_k is not None or torch_mha.add_zero_attn:
-            raise ValueError("from_torch does not support add_bias_kv or add_zero_attn")
-        has_bias = torch_mha.in_proj_bias is not None
-        mha = cls(torch_mha.embed_dim, torch_mha.num_heads, dropout=torch_mha.dropout, bias=has_bias)
-        weight = torch_mha.in_proj_weight.detach()
-        mha = mha.to(device=weight.device, dtype=weight.dtype)
-        with torch.no_grad():
-            for proj, w in zip((mha.q_proj, mha.k_proj, mha.v_proj), weight.chunk(3, dim=0)):
-                proj.weight.copy_(w)
-            mha.out_proj.weight.copy_(torch_mha.out_proj.weight)
-            if has_bias:
-                for proj, b in zip(
-                    (mha.q_proj, mha.k_proj, mha.v_proj), torch_mha.in_proj_bias.detach().chunk(3)
-                ):
-                    proj.bias.copy_(b)
-                mha.out_proj.bias.copy_(torch_mha.out_proj.bias)
-        mha.train(torch_mha.training)
-        return mha
+        return mha_from_torch(torch_mha)
+
+    def to_torch(self) -> nn.MultiheadAttention:
+        """An ``nn.MultiheadAttention`` with these weights (``course_lib.interop.mha_to_torch``)."""
+        from course_lib.interop import mha_to_torch
+
+        return mha_to_torch(self)

@@ -39,6 +39,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from course_lib import _validate as validate
+
 __all__ = [
     "time_interleaved",
     "gpt_vs_hf",
@@ -50,12 +52,6 @@ __all__ = [
     "run_all",
     "main",
 ]
-
-
-def _positive_int(value: Any, name: str, caller: str, low: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"{caller} expected {name} to be an int >= {low}, got {value!r}")
-    return value
 
 
 def _sync(device: torch.device) -> None:
@@ -92,8 +88,8 @@ def time_interleaved(
     for name, fn in contenders.items():
         if not callable(fn):
             raise TypeError(f"time_interleaved: contender {name!r} is not callable (got {type(fn).__name__})")
-    _positive_int(repeats, "repeats", "time_interleaved")
-    _positive_int(warmup, "warmup", "time_interleaved", low=0)
+    validate.positive_int(repeats, "repeats", "time_interleaved")
+    validate.positive_int(warmup, "warmup", "time_interleaved", minimum=0)
     device = torch.device(device)
     times: dict[str, list[float]] = {name: [] for name in contenders}
     for round_ in range(warmup + repeats):
@@ -173,8 +169,8 @@ def gpt_vs_hf(
     config = gpt.GPTConfig() if config is None else config
     if not isinstance(config, gpt.GPTConfig):
         raise TypeError(f"gpt_vs_hf expected a course_lib.gpt.GPTConfig, got {type(config).__name__}")
-    _positive_int(batch_size, "batch_size", "gpt_vs_hf")
-    seq_len = config.max_len if seq_len is None else _positive_int(seq_len, "seq_len", "gpt_vs_hf", low=2)
+    validate.positive_int(batch_size, "batch_size", "gpt_vs_hf")
+    seq_len = config.max_len if seq_len is None else validate.positive_int(seq_len, "seq_len", "gpt_vs_hf", minimum=2)
     if seq_len > config.max_len:
         raise ValueError(f"gpt_vs_hf: seq_len={seq_len} is longer than the context max_len={config.max_len}")
     device = _device(device)
@@ -230,7 +226,7 @@ def bert_vs_hf(
 
     The same weights (``Bert.to_hf()``, SDPA attention), the same ``(batch_size, seq_len)`` batch
     (15% of positions masked, sentence pairs with an NSP label) and the same loss, MLM + NSP. The
-    course computes it with ``course_lib.bert.pretraining_loss`` (the MLM head scores only the
+    course computes it with ``course_lib.pretraining.pretraining_loss`` (the MLM head scores only the
     masked positions, which gives the same loss); HF with ``labels=..., next_sentence_label=...``.
 
     Args:
@@ -242,13 +238,13 @@ def bert_vs_hf(
         ``{"ours_s", "hf_s" (the fastest step of each), "speedup" (= hf_s / ours_s), "ours_median_s",
         "hf_median_s", "config", "batch", "parameters"}``.
     """
-    from course_lib import bert
+    from course_lib import bert, pretraining
 
     config = bert.BertConfig(vocab_size=4096, d_model=128, num_layers=4, num_heads=4) if config is None else config
     if not isinstance(config, bert.BertConfig):
         raise TypeError(f"bert_vs_hf expected a course_lib.bert.BertConfig, got {type(config).__name__}")
-    _positive_int(batch_size, "batch_size", "bert_vs_hf")
-    seq_len = config.max_len if seq_len is None else _positive_int(seq_len, "seq_len", "bert_vs_hf", low=2)
+    validate.positive_int(batch_size, "batch_size", "bert_vs_hf")
+    seq_len = config.max_len if seq_len is None else validate.positive_int(seq_len, "seq_len", "bert_vs_hf", minimum=2)
     if seq_len > config.max_len:
         raise ValueError(f"bert_vs_hf: seq_len={seq_len} is longer than the context max_len={config.max_len}")
     device = _device(device)
@@ -263,7 +259,7 @@ def bert_vs_hf(
 
     times = time_interleaved(
         {
-            "ours": _train_step(ours, lambda m, b: bert.pretraining_loss(m, b)["loss"], batch),
+            "ours": _train_step(ours, lambda m, b: pretraining.pretraining_loss(m, b)["loss"], batch),
             "hf": _train_step(hf, hf_loss, batch),
         },
         repeats=repeats, warmup=warmup, device=device,
@@ -301,7 +297,7 @@ def attention_times(
     from course_lib.attention import MultiHeadAttention
 
     for name, value in (("batch_size", batch_size), ("num_heads", num_heads), ("seq_len", seq_len), ("d_head", d_head)):
-        _positive_int(value, name, "attention_times")
+        validate.positive_int(value, name, "attention_times")
     device = _device(device)
     g = torch.Generator().manual_seed(seed)
     q, k, v = (torch.randn(batch_size, num_heads, seq_len, d_head, generator=g).to(device).requires_grad_()
@@ -357,8 +353,8 @@ def generation_times(
     """
     from course_lib import gpt
 
-    _positive_int(prompt_len, "prompt_len", "generation_times")
-    _positive_int(new_tokens, "new_tokens", "generation_times")
+    validate.positive_int(prompt_len, "prompt_len", "generation_times")
+    validate.positive_int(new_tokens, "new_tokens", "generation_times")
     if model is None:
         torch.manual_seed(seed)
         model = gpt.GPT(gpt.GPTConfig(vocab_size=4096, max_len=prompt_len + new_tokens, d_model=256,
@@ -417,7 +413,7 @@ def flops_per_token(
     """
     for name, value in (("num_parameters", num_parameters), ("num_layers", num_layers),
                         ("d_model", d_model), ("seq_len", seq_len)):
-        _positive_int(value, name, "flops_per_token")
+        validate.positive_int(value, name, "flops_per_token")
     forward = 2 * num_parameters + 4 * num_layers * seq_len * d_model
     return float(3 * forward if training else forward)
 
@@ -429,7 +425,7 @@ def matmul_flops_per_second(n: int = 512, repeats: int = 5, *, device: torch.dev
     A practical peak for model FLOPs utilisation (MFU) when the vendor's number is unknown (a
     laptop CPU): ``2 n^3`` FLOPs per product, the median of ``repeats`` after one warm-up.
     """
-    _positive_int(n, "n", "matmul_flops_per_second")
+    validate.positive_int(n, "n", "matmul_flops_per_second")
     device = torch.device(device)
     a = torch.randn(n, n, device=device, dtype=dtype)
     b = torch.randn(n, n, device=device, dtype=dtype)

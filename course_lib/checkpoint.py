@@ -1,11 +1,14 @@
 """Checkpoints as safetensors: weights for shipping, full training state for resuming.
 
 Never pickles: a safetensors file holds only tensors and a header of strings, so loading one
-cannot run code. Every write is atomic (a temporary file in the same folder, then ``os.replace``),
-so a crash or a Ctrl-C during a save leaves the previous checkpoint whole.
+cannot run code. Every write is atomic (``course_lib._files.atomic_write``: a temporary file in the
+same folder, then a rename), so a crash or a Ctrl-C during a save leaves the previous checkpoint whole.
 
 - ``save_weights`` / ``load_weights``: a model's ``state_dict`` only, loaded strictly (no missing
   or unexpected keys). The course's shipped checkpoints use these.
+- ``save_pretrained`` / ``load_pretrained``: a course model (GPT or BERT), its config and training
+  settings, and its tokenizer in one folder, like Hugging Face's ``save_pretrained``. The shipped
+  ``assets/gpt`` and ``assets/bert`` are such folders.
 - ``save_checkpoint`` / ``load_checkpoint``: model, optimizer, learning-rate scheduler, AMP grad
   scaler, random-number generators and any JSON-able trainer state, in one file, for
   ``course_lib.train`` to resume exactly where it stopped.
@@ -13,6 +16,7 @@ so a crash or a Ctrl-C during a save leaves the previous checkpoint whole.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import random
@@ -25,6 +29,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from course_lib._files import atomic_write
+
 __all__ = [
     "CheckpointError",
     "save_weights",
@@ -33,6 +39,8 @@ __all__ = [
     "load_checkpoint",
     "read_metadata",
     "asset_path",
+    "save_pretrained",
+    "load_pretrained",
 ]
 
 FORMAT = "course_lib.checkpoint/1"
@@ -108,17 +116,7 @@ def _atomic_save(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[st
     path = Path(path)
     if path.is_dir():
         raise IsADirectoryError(f"checkpoint path {path} is a folder; give a file name ending .safetensors")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        save_file(tensors, str(tmp), metadata=metadata)
-        with open(tmp, "rb") as f:  # flush to disk before the rename makes it visible
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+    return atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, str]:
@@ -223,6 +221,106 @@ def load_weights(model: torch.nn.Module, path: str | os.PathLike) -> dict[str, A
         header = {"aliases": "{}", "user": "{}"}
     _load_model_state(model, _unflatten(tensors, json.loads(header["aliases"]), ""), path)
     return json.loads(header.get("user", "{}"))
+
+
+# ---- a model with its config and tokenizer in one folder -----------------------------------------
+# Which class rebuilds each kind of model; imported lazily, because the model modules sit on a higher
+# floor of the library than checkpoint does.
+PRETRAINED_MODELS = {
+    "gpt": ("course_lib.gpt", "GPT", "GPTConfig"),
+    "bert": ("course_lib.bert", "Bert", "BertConfig"),
+}
+
+
+def _model_kind(model: torch.nn.Module) -> str:
+    for kind, (module, cls, _) in PRETRAINED_MODELS.items():
+        if type(model).__name__ == cls and type(model).__module__ == module:
+            return kind
+    names = ", ".join(cls for _, cls, _ in PRETRAINED_MODELS.values())
+    raise TypeError(f"save_pretrained expected one of the course's models ({names}), got {type(model).__name__}")
+
+
+def save_pretrained(
+    model: torch.nn.Module,
+    tokenizer: Any | None,
+    folder: str | os.PathLike,
+    *,
+    settings: Mapping[str, Any] | None = None,
+    half: bool = True,
+) -> Path:
+    """Write ``model.safetensors`` (kind, config and settings as metadata) and the tokenizer to ``folder``.
+
+    The tokenizer is written by its own ``save_pretrained`` (``tokenizer.json`` and
+    ``tokenizer_config.json``), so ``transformers.AutoTokenizer.from_pretrained(folder)`` reads it
+    too and the checkpoint never depends on training the tokenizer again.
+
+    Args:
+        model: a ``course_lib.gpt.GPT`` or a ``course_lib.bert.Bert``.
+        tokenizer: its ``transformers.PreTrainedTokenizerFast`` (None: weights only).
+        folder: where to write (created).
+        settings: JSON-able training settings and results to keep with the weights.
+        half: store float16 weights (half the size); ``load_pretrained`` casts them back to float32.
+
+    Returns:
+        The path of ``model.safetensors``.
+    """
+    kind = _model_kind(model)
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    full = model.state_dict()
+    state = {k: (v.detach().half() if half and v.is_floating_point() else v.detach()) for k, v in full.items()}
+    # Halving copies each tensor; re-point tied names (embedding and output head) at one copy so the
+    # file stores the tie once and loading restores it.
+    for alias, target in _shared_names(full).items():
+        state[alias] = state[target]
+    metadata = {"model": kind, "config": model.config.to_dict(), "settings": dict(settings or {}),
+                "dtype": "float16" if half else "float32"}
+    path = save_weights(state, folder / "model.safetensors", metadata=metadata)
+    if tokenizer is not None:
+        tokenizer.save_pretrained(str(folder))
+    return path
+
+
+def load_pretrained(
+    folder: str | os.PathLike | None = None, *, device: torch.device | str = "cpu"
+) -> tuple[torch.nn.Module, Any, dict[str, Any]]:
+    """Load a model saved by ``save_pretrained``, strictly (no missing or unexpected weights).
+
+    Args:
+        folder: the folder, or ``"gpt"`` / ``"bert"`` for the course's shipped checkpoints
+            (``assets/gpt``, ``assets/bert``, made by ``python -m course_lib.pretrain gpt|bert``).
+        device: where to put the model.
+
+    Returns:
+        ``(model, tokenizer, metadata)``: the model in eval mode, float32, on ``device``; its
+        ``transformers.PreTrainedTokenizerFast`` (None if the folder has none); and the saved
+        ``{"model": ..., "config": ..., "settings": ..., "dtype": ...}``.
+    """
+    if folder is None:
+        raise TypeError('load_pretrained expected a folder, or "gpt" / "bert" for the shipped checkpoints')
+    shipped = isinstance(folder, str) and folder in PRETRAINED_MODELS
+    folder = asset_path(folder) if shipped else Path(folder)
+    weights = folder / "model.safetensors"
+    if not weights.is_file():
+        raise FileNotFoundError(
+            f"no model.safetensors in the checkpoint folder {folder.name!r}; the course's own are rebuilt "
+            "with `python -m course_lib.pretrain gpt` (or `bert`)"
+        )
+    metadata = json.loads(read_metadata(weights).get("user", "{}"))
+    if metadata.get("model") not in PRETRAINED_MODELS or "config" not in metadata:
+        raise CheckpointError(f"{weights} names no course model and config: was it written by save_pretrained?")
+    module, model_cls, config_cls = PRETRAINED_MODELS[metadata["model"]]
+    module = importlib.import_module(module)
+    config = getattr(module, config_cls).from_dict(metadata["config"])
+    model = getattr(module, model_cls)(config)
+    load_weights(model, weights)  # strict; float16 weights are cast into the float32 model
+    model = model.float().to(device).eval()
+    tokenizer = None
+    if (folder / "tokenizer.json").is_file():
+        from transformers import PreTrainedTokenizerFast
+
+        tokenizer = PreTrainedTokenizerFast.from_pretrained(str(folder))
+    return model, tokenizer, metadata
 
 
 def _optimizer_to_file(optimizer: torch.optim.Optimizer) -> tuple[dict, dict]:

@@ -1,4 +1,4 @@
-"""Offline corpora and evaluation sets for the course, plus optional checked downloads.
+"""Offline corpora and evaluation sets for the course.
 
 Everything the notebooks need ships inside gensim's wheel (``gensim/test/test_data``), so no
 cell needs the network:
@@ -12,10 +12,6 @@ cell needs the network:
 * ``load_analogies()``: the Google analogy questions ("Athens Greece Baghdad Iraq").
 * ``data_card()``: counts, sources and licences of all of the above, as a table.
 
-Larger corpora may be fetched with ``download(url, sha256)``, which checks a SHA-256, caches the
-file, times out, and explains what to do by hand when the machine is offline. No course notebook
-depends on a download.
-
 Parsing the Wikipedia dump takes a couple of seconds, so the parsed corpus is cached as gzipped
 JSON under ``cache_dir()`` (``$COURSE_CACHE_DIR``, else ``$XDG_CACHE_HOME/course_lib``, else
 ``~/.cache/course_lib``) and memoised in the running process.
@@ -24,22 +20,18 @@ JSON under ``cache_dir()`` (``$COURSE_CACHE_DIR``, else ``$XDG_CACHE_HOME/course
 from __future__ import annotations
 
 import bz2
-import contextlib
 import gzip
 import hashlib
-import http.client
 import json
 import os
 import pathlib
 import re
-import tempfile
-import urllib.error
-import urllib.parse
-import urllib.request
 import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
+
+from course_lib._files import atomic_write
 
 __all__ = [
     "CORPUS_NAMES",
@@ -51,7 +43,6 @@ __all__ = [
     "Document",
     "CorpusSplits",
     "DataCard",
-    "DownloadError",
     "CacheWarning",
     "load_corpus",
     "corpus_sentences",
@@ -62,7 +53,6 @@ __all__ = [
     "load_analogies",
     "data_card",
     "cache_dir",
-    "download",
 ]
 
 CORPUS_NAMES: tuple[str, ...] = ("wiki", "lee")
@@ -209,10 +199,6 @@ class CorpusSplits:
 
     def __len__(self) -> int:
         return sum(self.sizes.values())
-
-
-class DownloadError(RuntimeError):
-    """A download could not be completed (offline, refused, timed out, HTTP error, bad checksum)."""
 
 
 class CacheWarning(UserWarning):
@@ -518,7 +504,7 @@ def _default_cache_dir() -> pathlib.Path:
 
 
 def cache_dir() -> pathlib.Path:
-    """The folder where course_lib caches parsed corpora and downloads.
+    """The folder where course_lib caches parsed corpora and tokenizers.
 
     Returns:
         pathlib.Path: ``$COURSE_CACHE_DIR`` if set, else ``$XDG_CACHE_HOME/course_lib``, else
@@ -621,27 +607,18 @@ def _read_cache(path: pathlib.Path, name: str) -> list[Document] | None:
 
 
 def _write_cache(path: pathlib.Path, name: str, documents: list[Document]) -> None:
-    """Write the cache atomically (temp file + os.replace); warn once and go on if we cannot."""
-    directory = path.parent
-    tmp_name: str | None = None
+    """Write the cache atomically; warn once and go on if we cannot."""
+    payload = json.dumps(_documents_to_json(name, documents)).encode("utf-8")
+
+    def write(tmp: pathlib.Path) -> None:
+        with gzip.GzipFile(tmp, mode="wb", compresslevel=6, mtime=0) as gz:
+            gz.write(payload)
+
     try:
-        directory.mkdir(parents=True, exist_ok=True)
-        # Same directory as the target, so os.replace is an atomic rename: a reader in another
-        # process sees either the old file or the complete new one, never half a file.
-        with tempfile.NamedTemporaryFile(
-            dir=directory, prefix=f".{path.name}.", suffix=".tmp", delete=False
-        ) as handle:
-            tmp_name = handle.name
-            with gzip.GzipFile(fileobj=handle, mode="wb", compresslevel=6, mtime=0) as gz:
-                gz.write(json.dumps(_documents_to_json(name, documents)).encode("utf-8"))
-        os.replace(tmp_name, path)
-        tmp_name = None
+        # A reader in another process sees either the old file or the complete new one.
+        atomic_write(path, write)
     except OSError as error:
-        _warn_cache_once(directory, error)
-    finally:
-        if tmp_name is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp_name)
+        _warn_cache_once(path.parent, error)
 
 
 def _check_corpus_name(name: Any) -> str:
@@ -1014,155 +991,3 @@ def data_card(cache_dir: str | os.PathLike[str] | None = None) -> DataCard:
         unit = f"questions in {len(sections)} sections"
         rows.append(_evaluation_row("analogies", part, questions, unit))
     return DataCard(rows=rows, sources=[dict(source) for source in _SOURCES])
-
-
-# --------------------------------------------------------------------------------------------
-# Optional downloads
-# --------------------------------------------------------------------------------------------
-
-_SHA256_HEX = re.compile(r"^[0-9a-fA-F]{64}$")
-_CHUNK_BYTES = 1 << 20
-
-
-def _sha256_of(path: pathlib.Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(_CHUNK_BYTES), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _unreachable_message(url: str, why: str, target: pathlib.Path, sha256: str) -> str:
-    return (
-        f"Could not download {url}: {why}.\n"
-        "Are you offline? No course notebook needs this download; it is an optional extra.\n"
-        "To use it anyway, fetch the file on a machine with internet access and place it by "
-        f"hand at:\n    {target}\n"
-        f"(its SHA-256 must be {sha256}); the next call will then use it without the network."
-    )
-
-
-def download(
-    url: str,
-    sha256: str,
-    *,
-    filename: str | None = None,
-    cache_dir: str | os.PathLike[str] | None = None,
-    timeout: float = 30.0,
-) -> pathlib.Path:
-    """Download ``url`` into the cache once, checking its SHA-256; reuse the cached file after.
-
-    If the file is already cached with the right checksum, it is returned without touching the
-    network. Otherwise it is streamed into a temporary file next to its final place, hashed on
-    the way, and renamed into place only when the checksum matches, so a failed or interrupted
-    download never leaves a half file behind.
-
-    Args:
-        url: an ``http(s)://`` (or ``file://``) URL.
-        sha256: the expected SHA-256 of the file, 64 hexadecimal characters.
-        filename: name of the cached file; defaults to the last component of the URL's path.
-        cache_dir: folder for downloads; ``None`` uses :func:`cache_dir`. The file lands in
-            ``<cache_dir>/downloads/<filename>``.
-        timeout: seconds to wait for the server to connect or send data (a positive number).
-
-    Returns:
-        pathlib.Path of the verified file.
-
-    Raises:
-        ValueError: ``sha256`` is not 64 hex characters, or no file name can be derived.
-        DownloadError: the server could not be reached (offline, refused, timed out), answered
-            with an HTTP error, or sent a file with a different checksum. The message says where
-            to place the file by hand.
-    """
-    if not isinstance(url, str) or not url.strip():
-        raise TypeError(f"url must be a non-empty str, got {type(url).__name__} {url!r}")
-    if not isinstance(sha256, str) or not _SHA256_HEX.match(sha256.strip()):
-        raise ValueError(
-            "sha256 must be the file's SHA-256 as 64 hexadecimal characters "
-            f"(e.g. from `sha256sum FILE`), got {sha256!r}"
-        )
-    sha256 = sha256.strip().lower()
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
-        raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
-    if filename is None:
-        filename = urllib.parse.unquote(pathlib.PurePosixPath(urllib.parse.urlsplit(url).path).name)
-        if not filename:
-            raise ValueError(
-                f"cannot derive a file name from the URL {url!r}; pass filename='name.ext'"
-            )
-    if (
-        not isinstance(filename, str)
-        or not filename
-        or filename in {".", ".."}
-        or any(sep in filename for sep in ("/", "\\"))
-    ):
-        raise ValueError(f"filename must be a plain file name without folders, got {filename!r}")
-
-    target = _resolve_cache_dir(cache_dir) / "downloads" / filename
-    if target.is_file():
-        if _sha256_of(target) == sha256:
-            return target
-        warnings.warn(
-            f"{target} exists but its SHA-256 is not {sha256}; downloading it again.",
-            CacheWarning,
-            stacklevel=2,
-        )
-
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise DownloadError(
-            f"cannot create the download folder {target.parent} ({error}). Set the environment "
-            "variable COURSE_CACHE_DIR to a writable folder, or pass cache_dir=..."
-        ) from error
-
-    tmp_name: str | None = None
-    try:
-        with tempfile.NamedTemporaryFile(
-            dir=target.parent, prefix=f".{filename}.", suffix=".part", delete=False
-        ) as handle:
-            tmp_name = handle.name
-            digest = hashlib.sha256()
-            with urllib.request.urlopen(url, timeout=timeout) as response:
-                for chunk in iter(lambda: response.read(_CHUNK_BYTES), b""):
-                    digest.update(chunk)
-                    handle.write(chunk)
-        received = digest.hexdigest()
-        if received != sha256:
-            raise DownloadError(
-                f"the file downloaded from {url} has the wrong checksum: expected SHA-256 "
-                f"{sha256}, received {received}. The file was discarded; the URL may point to a "
-                "different version of the file, or the transfer was corrupted."
-            )
-        os.replace(tmp_name, target)
-        tmp_name = None
-        return target
-    except DownloadError:
-        raise
-    except urllib.error.HTTPError as error:
-        raise DownloadError(
-            _unreachable_message(
-                url, f"the server answered HTTP {error.code} {error.reason}", target, sha256
-            )
-        ) from error
-    except urllib.error.URLError as error:
-        reason = error.reason
-        if isinstance(reason, TimeoutError):
-            why = f"no answer within the timeout of {timeout} s"
-        elif isinstance(reason, ConnectionRefusedError):
-            why = "the connection was refused"
-        else:
-            why = f"the server could not be reached ({reason})"
-        raise DownloadError(_unreachable_message(url, why, target, sha256)) from error
-    except TimeoutError as error:  # socket.timeout is TimeoutError since 3.10
-        why = f"no answer within the timeout of {timeout} s"
-        raise DownloadError(_unreachable_message(url, why, target, sha256)) from error
-    except (OSError, ValueError, http.client.HTTPException) as error:
-        # A reset connection, a truncated transfer (IncompleteRead), a full disk, or an
-        # unsupported URL scheme.
-        why = f"the transfer failed ({type(error).__name__}: {error})"
-        raise DownloadError(_unreachable_message(url, why, target, sha256)) from error
-    finally:
-        if tmp_name is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp_name)

@@ -42,6 +42,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from course_lib import _validate as validate
+
 __all__ = ["setup", "cleanup", "shard", "global_batches", "train", "main"]
 
 
@@ -86,10 +88,9 @@ def shard(batch: torch.Tensor, rank: int, world_size: int) -> torch.Tensor:
     """
     if not isinstance(batch, torch.Tensor) or batch.dim() < 1:
         raise TypeError("shard expected a tensor batch (global_batch, ...)")
-    for name, value in (("rank", rank), ("world_size", world_size)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise ValueError(f"shard expected an int {name} >= 0, got {value!r}")
-    if world_size < 1 or rank >= world_size:
+    world_size = validate.positive_int(world_size, "world_size", "shard")
+    rank = validate.positive_int(rank, "rank", "shard", minimum=0)
+    if rank >= world_size:
         raise ValueError(f"shard expected 0 <= rank < world_size, got rank={rank}, world_size={world_size}")
     if batch.shape[0] % world_size:
         raise ValueError(

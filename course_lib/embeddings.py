@@ -47,6 +47,7 @@ import torch.nn.functional as F
 from scipy.stats import spearmanr
 from torch import nn
 
+from course_lib import _validate as validate
 from course_lib.train import History
 
 __all__ = [
@@ -133,12 +134,6 @@ def _check_sentences(sentences: Any, caller: str) -> list[Sequence[str]]:
     return sentences
 
 
-def _check_positive_int(value: Any, name: str, caller: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{caller} expected {name} to be an int >= {minimum}, got {value!r}")
-    return int(value)
-
-
 # --------------------------------------------------------------------------------------------
 # Vocabulary and corpus
 # --------------------------------------------------------------------------------------------
@@ -188,7 +183,7 @@ class Vocabulary:
             ValueError: no words at all, or none seen ``min_count`` times.
         """
         sentences = _check_sentences(sentences, "Vocabulary.from_sentences")
-        min_count = _check_positive_int(min_count, "min_count", "Vocabulary.from_sentences")
+        min_count = validate.positive_int(min_count, "min_count", "Vocabulary.from_sentences")
         counter = Counter(word for sentence in sentences for word in sentence)
         if not counter:
             raise ValueError(
@@ -325,8 +320,8 @@ def cooccurrence_matrix(corpus: EncodedCorpus, vocab_size: int, window: int = 5)
         scipy.sparse CSR matrix of shape (V, V), float64 counts.
     """
     corpus = _check_corpus(corpus, "cooccurrence_matrix")
-    vocab_size = _check_positive_int(vocab_size, "vocab_size", "cooccurrence_matrix")
-    window = _check_positive_int(window, "window", "cooccurrence_matrix")
+    vocab_size = validate.positive_int(vocab_size, "vocab_size", "cooccurrence_matrix")
+    window = validate.positive_int(window, "window", "cooccurrence_matrix")
     ids, sent = corpus.ids, corpus.sentence_ids
     if ids.max() >= vocab_size or ids.min() < 0:
         raise ValueError(
@@ -365,8 +360,7 @@ def ppmi(counts: torch.Tensor | scipy.sparse.spmatrix, *, context_power: float =
     Returns:
         The PPMI matrix, same shape and kind as ``counts`` (float tensor, or scipy CSR float64).
     """
-    if isinstance(context_power, bool) or not isinstance(context_power, (int, float)) or not 0 < context_power <= 1:
-        raise ValueError(f"ppmi expected 0 < context_power <= 1, got {context_power!r}")
+    context_power = validate.number(context_power, "context_power", "ppmi", low=0, low_open=True, high=1)
     if scipy.sparse.issparse(counts):
         matrix = scipy.sparse.csr_matrix(counts, dtype=np.float64, copy=True)  # never alter the input
         matrix.sum_duplicates()
@@ -429,7 +423,7 @@ def svd_embeddings(matrix: torch.Tensor | scipy.sparse.spmatrix, dim: int = 100,
         matrix = scipy.sparse.csr_matrix(matrix, dtype=np.float64)
     else:
         raise TypeError(f"svd_embeddings expected a torch.Tensor or scipy.sparse matrix, got {type(matrix).__name__}")
-    dim = _check_positive_int(dim, "dim", "svd_embeddings")
+    dim = validate.positive_int(dim, "dim", "svd_embeddings")
     if dim >= min(matrix.shape):
         raise ValueError(f"svd_embeddings needs dim < min(matrix shape) = {min(matrix.shape)}, got dim={dim}")
     start = np.ones(min(matrix.shape)) / math.sqrt(min(matrix.shape))
@@ -463,8 +457,7 @@ def keep_probabilities(counts: np.ndarray | Sequence[int], sample: float = 1e-3)
     counts = np.asarray(counts, dtype=np.float64)
     if counts.ndim != 1 or len(counts) == 0 or counts.min() <= 0:
         raise ValueError(f"keep_probabilities expected positive counts of shape (V,), got shape {counts.shape}")
-    if isinstance(sample, bool) or not isinstance(sample, (int, float)) or sample < 0:
-        raise ValueError(f"keep_probabilities expected sample >= 0, got {sample!r}")
+    sample = validate.number(sample, "sample", "keep_probabilities", low=0)
     if sample == 0:
         return np.ones_like(counts)
     threshold = sample * counts.sum()
@@ -604,8 +597,8 @@ class SkipGramBatches:
                 f"SkipGramBatches got token ids up to {corpus.ids.max()} but counts for only "
                 f"{len(self.keep)} words"
             )
-        self.window = _check_positive_int(window, "window", "SkipGramBatches")
-        self.pairs_per_batch = _check_positive_int(pairs_per_batch, "pairs_per_batch", "SkipGramBatches")
+        self.window = validate.positive_int(window, "window", "SkipGramBatches")
+        self.pairs_per_batch = validate.positive_int(pairs_per_batch, "pairs_per_batch", "SkipGramBatches")
         self.rng = np.random.default_rng(seed)
         self.offsets = np.array([o for o in range(-self.window, self.window + 1) if o != 0])
         expected_centres = float(self.keep[corpus.ids].sum())
@@ -689,9 +682,9 @@ class SkipGram(nn.Module):
         seed: int = 0,
     ) -> None:
         super().__init__()
-        vocab_size = _check_positive_int(vocab_size, "vocab_size", "SkipGram")
-        dim = _check_positive_int(dim, "dim", "SkipGram")
-        self.negatives = _check_positive_int(negatives, "negatives", "SkipGram")
+        vocab_size = validate.positive_int(vocab_size, "vocab_size", "SkipGram")
+        dim = validate.positive_int(dim, "dim", "SkipGram")
+        self.negatives = validate.positive_int(negatives, "negatives", "SkipGram")
         if not isinstance(noise, torch.Tensor) or noise.shape != (vocab_size,):
             shape = tuple(noise.shape) if isinstance(noise, torch.Tensor) else type(noise).__name__
             raise ValueError(f"SkipGram expected noise probabilities of shape ({vocab_size},), got {shape}")
@@ -835,10 +828,10 @@ def train_skipgram(
         raise TypeError(f"train_skipgram expected a SkipGram model, got {type(model).__name__}")
     if not isinstance(batches, SkipGramBatches):
         raise TypeError(f"train_skipgram expected SkipGramBatches, got {type(batches).__name__}")
-    epochs = _check_positive_int(epochs, "epochs", "train_skipgram")
-    log_every = _check_positive_int(log_every, "log_every", "train_skipgram")
-    if not (isinstance(lr, (int, float)) and isinstance(min_lr, (int, float)) and 0 <= min_lr <= lr and lr > 0):
-        raise ValueError(f"train_skipgram expected 0 <= min_lr <= lr and lr > 0, got lr={lr!r}, min_lr={min_lr!r}")
+    epochs = validate.positive_int(epochs, "epochs", "train_skipgram")
+    log_every = validate.positive_int(log_every, "log_every", "train_skipgram")
+    lr = validate.number(lr, "lr", "train_skipgram", low=0, low_open=True)
+    min_lr = validate.number(min_lr, "min_lr", "train_skipgram", low=0, high=lr)  # the floor of the decay
     if model.input_vectors.num_embeddings != len(batches.keep):
         raise ValueError(
             f"the model has {model.input_vectors.num_embeddings} words but the batches count "
@@ -899,8 +892,8 @@ def glove_weights(x: torch.Tensor, x_max: float = 100.0, alpha: float = 0.75) ->
     """GloVe's weighting ``f(x) = (x / x_max)**alpha`` for ``x < x_max``, else 1 (same shape as x)."""
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"glove_weights expected a tensor of counts, got {type(x).__name__}")
-    if not x_max > 0 or not alpha > 0:
-        raise ValueError(f"glove_weights expected x_max > 0 and alpha > 0, got {x_max!r}, {alpha!r}")
+    x_max = validate.number(x_max, "x_max", "glove_weights", low=0, low_open=True)
+    alpha = validate.number(alpha, "alpha", "glove_weights", low=0, low_open=True)
     return (x / x_max).clamp(max=1.0) ** alpha
 
 
@@ -930,7 +923,7 @@ class GloVeBatches:
         values = torch.from_numpy(coo.data[keep]).float()
         self.log_counts = values.log()
         self.weights = glove_weights(values, x_max, alpha)
-        self.batch_size = _check_positive_int(batch_size, "batch_size", "GloVeBatches")
+        self.batch_size = validate.positive_int(batch_size, "batch_size", "GloVeBatches")
         self.generator = torch.Generator().manual_seed(seed)
 
     def __len__(self) -> int:
@@ -953,8 +946,8 @@ class GloVe(nn.Module):
 
     def __init__(self, vocab_size: int, dim: int, *, seed: int = 0) -> None:
         super().__init__()
-        vocab_size = _check_positive_int(vocab_size, "vocab_size", "GloVe")
-        dim = _check_positive_int(dim, "dim", "GloVe")
+        vocab_size = validate.positive_int(vocab_size, "vocab_size", "GloVe")
+        dim = validate.positive_int(dim, "dim", "GloVe")
         generator = torch.Generator().manual_seed(seed)
         self.word = nn.Embedding(vocab_size, dim)
         self.context = nn.Embedding(vocab_size, dim)
@@ -1020,9 +1013,8 @@ def nearest_neighbours(vectors: torch.Tensor, query: int, k: int = 10) -> tuple[
     """
     if not isinstance(vectors, torch.Tensor) or vectors.dim() != 2:
         raise ValueError("nearest_neighbours expected vectors of shape (V, d)")
-    if isinstance(query, bool) or not isinstance(query, (int, np.integer)) or not 0 <= query < len(vectors):
-        raise ValueError(f"nearest_neighbours expected a row id in [0, {len(vectors)}), got {query!r}")
-    k = _check_positive_int(k, "k", "nearest_neighbours")
+    query = validate.positive_int(query, "query", "nearest_neighbours", minimum=0, maximum=len(vectors) - 1)
+    k = validate.positive_int(k, "k", "nearest_neighbours")
     if k >= len(vectors):
         raise ValueError(f"nearest_neighbours expected k < V = {len(vectors)}, got {k}")
     similarity = cosine_similarity(vectors[int(query)][None], vectors)[0]

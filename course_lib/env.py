@@ -19,6 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from course_lib import _validate as validate
+
 __all__ = [
     "get_device",
     "seed_everything",
@@ -98,11 +100,7 @@ def seed_everything(seed: int = 0) -> int:
     Returns:
         The seed, so a notebook can print or record it.
     """
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise TypeError(f"seed_everything expected an int seed, got {type(seed).__name__}")
-    if not 0 <= int(seed) < 2**32:
-        raise ValueError(f"seed_everything expected 0 <= seed < 2**32, got {seed}")
-    seed = int(seed)
+    seed = validate.positive_int(seed, "seed", "seed_everything", minimum=0, maximum=2**32 - 1)
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)  # also seeds every CUDA device

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from course_lib import _validate as validate
 from course_lib import metrics
 from course_lib.bert import Bert, BertConfig
 
@@ -120,8 +121,7 @@ def stratified_folds(labels: Sequence[int], k: int = 5, *, seed: int = 0) -> lis
     Returns:
         ``k`` lists of indices; together they hold every index once.
     """
-    if not isinstance(k, int) or k < 2:
-        raise ValueError(f"stratified_folds expected k >= 2 folds, got {k!r}")
+    validate.positive_int(k, "k", "stratified_folds", minimum=2)
     if len(labels) < k:
         raise ValueError(f"stratified_folds: {len(labels)} examples cannot fill {k} folds")
     rng = random.Random(seed)
@@ -161,8 +161,7 @@ class ClassificationBatches:
                                                  and isinstance(e[1], int))), None)
         if bad is not None:
             raise TypeError(f"ClassificationBatches expected (text, label id) pairs, got {bad!r}")
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        validate.positive_int(batch_size, "batch_size", "ClassificationBatches")
         self.examples = list(examples)
         self.tokenizer = tokenizer
         self.batch_size = batch_size
@@ -243,8 +242,7 @@ class BertClassifier(nn.Module):
         super().__init__()
         if not isinstance(encoder, Bert):
             raise TypeError(f"BertClassifier expected a course_lib.bert.Bert encoder, got {type(encoder).__name__}")
-        if not isinstance(num_labels, int) or num_labels < 2:
-            raise ValueError(f"BertClassifier needs num_labels >= 2, got {num_labels!r}")
+        validate.positive_int(num_labels, "num_labels", "BertClassifier", minimum=2)
         if labels is not None and len(labels) != num_labels:
             raise ValueError(f"BertClassifier: {len(labels)} label names for {num_labels} labels")
         self.encoder = encoder
@@ -266,9 +264,9 @@ class BertClassifier(nn.Module):
     def from_pretrained(cls, num_labels: int, *, folder=None, labels: Sequence[str] | None = None,
                         dropout: float | None = None, seed: int = 0) -> tuple[BertClassifier, Any]:
         """The shipped BERT (or the checkpoint in ``folder``) with a new head: ``(model, tokenizer)``."""
-        from course_lib import bert
+        from course_lib.checkpoint import load_pretrained
 
-        encoder, tokenizer, _ = bert.load_pretrained(folder)
+        encoder, tokenizer, _ = load_pretrained("bert" if folder is None else folder)
         torch.manual_seed(seed)
         return cls(encoder.train(), num_labels, labels=labels, dropout=dropout).train(), tokenizer
 
@@ -289,6 +287,8 @@ class BertClassifier(nn.Module):
         """A ``transformers.BertForSequenceClassification`` with these weights and label names."""
         from transformers import BertForSequenceClassification
 
+        from course_lib.interop import bert_encoder_to_hf
+
         hf_config = self.config.to_hf()
         hf_config.num_labels = self.num_labels
         hf_config.id2label = dict(enumerate(self.labels))
@@ -296,8 +296,7 @@ class BertClassifier(nn.Module):
         hf_config.classifier_dropout = self.head.dropout.p
         reference = next(self.parameters())
         hf_model = BertForSequenceClassification(hf_config).to(device=reference.device, dtype=reference.dtype)
-        ours = self.encoder.state_dict()
-        theirs = {hf: ours[name].detach().clone() for name, hf in self.encoder._hf_names() if hf.startswith("bert.")}
+        theirs = bert_encoder_to_hf(self.encoder)
         theirs["classifier.weight"] = self.head.classifier.weight.detach().clone()
         theirs["classifier.bias"] = self.head.classifier.bias.detach().clone()
         hf_model.load_state_dict(theirs, strict=True)
@@ -321,14 +320,10 @@ class BertClassifier(nn.Module):
         reference = next(hf_model.parameters())
         model = cls(Bert(config), hf_config.num_labels, labels=labels, dropout=dropout)
         model = model.to(device=reference.device, dtype=reference.dtype)
+        from course_lib.interop import bert_encoder_from_hf
+
         theirs = hf_model.state_dict()
-        encoder_names = [(name, hf) for name, hf in model.encoder._hf_names() if hf.startswith("bert.")]
-        missing = [hf for _, hf in encoder_names if hf not in theirs]
-        if missing:
-            raise ValueError(f"from_hf: the model lacks {missing[:3]} (a BERT without a pooler cannot classify)")
-        state = model.encoder.state_dict()
-        state.update({name: theirs[hf] for name, hf in encoder_names})
-        model.encoder.load_state_dict(state, strict=True)
+        bert_encoder_from_hf(model.encoder, theirs)
         model.head.classifier.load_state_dict({"weight": theirs["classifier.weight"], "bias": theirs["classifier.bias"]})
         return model.train(hf_model.training)
 
@@ -348,16 +343,12 @@ def predict(model: nn.Module, batches, *, device: torch.device | str | None = No
         ``{"probabilities" (n, num_labels), "predictions" (n,), "labels" (n,)}`` on the CPU.
     """
     device = next(model.parameters()).device if device is None else torch.device(device)
-    was_training = model.training
-    model.eval()
     probabilities, labels = [], []
-    try:
+    with validate.eval_mode(model):
         for batch in batches:
             logits = model(batch["input_ids"].to(device), batch["attention_mask"].to(device))
             probabilities.append(logits.float().softmax(-1).cpu())
             labels.append(batch["labels"])
-    finally:
-        model.train(was_training)
     p = torch.cat(probabilities)
     return {"probabilities": p, "predictions": p.argmax(-1), "labels": torch.cat(labels)}
 
@@ -404,8 +395,7 @@ def fine_tune(
     Returns:
         ``course_lib.train.History``.
     """
-    from course_lib.pretrain.bert import linear_warmup_decay
-    from course_lib.train import Trainer
+    from course_lib.train import Trainer, linear_warmup_decay
 
     steps = epochs * len(train_batches)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)

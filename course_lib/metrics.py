@@ -15,9 +15,10 @@ import math
 import os
 import re
 from collections.abc import Sequence
-from numbers import Real
 
 import torch
+
+from course_lib import _validate as validate
 
 __all__ = ["METRICS_FILE_ENV", "accuracy", "bleu", "confusion_matrix", "f1_scores", "perplexity", "record", "show"]
 
@@ -42,12 +43,7 @@ def perplexity(mean_nll: float | torch.Tensor) -> float:
                 f"{tuple(mean_nll.shape)}; average it first, e.g. loss.mean()"
             )
         mean_nll = mean_nll.item()
-    if isinstance(mean_nll, bool) or not isinstance(mean_nll, Real):
-        raise TypeError(f"perplexity expected a number, got {type(mean_nll).__name__}")
-    if math.isnan(mean_nll) or mean_nll < 0:
-        raise ValueError(
-            f"perplexity expected a mean negative log-likelihood >= 0 (nats), got {mean_nll}"
-        )
+    mean_nll = validate.number(mean_nll, "mean_nll (the mean negative log-likelihood, in nats)", "perplexity", low=0)
     # exp overflows a float past ~709 nats; such a model is infinitely perplexed anyway.
     return math.exp(mean_nll) if mean_nll < 709 else math.inf
 
@@ -102,6 +98,7 @@ def confusion_matrix(targets: torch.Tensor, predictions: torch.Tensor, num_class
     Returns:
         A ``(num_classes, num_classes)`` int64 tensor; the diagonal holds the right answers.
     """
+    num_classes = validate.positive_int(num_classes, "num_classes", "confusion_matrix")
     targets, predictions = torch.as_tensor(targets), torch.as_tensor(predictions)
     if targets.shape != predictions.shape or targets.dim() != 1:
         raise ValueError(
@@ -191,9 +188,7 @@ def record(name: str, value: float | int | torch.Tensor) -> float:
                 f"record expected a single number, got a tensor of shape {tuple(value.shape)}"
             )
         value = value.item()
-    if isinstance(value, bool) or not isinstance(value, Real):
-        raise TypeError(f"record expected a number for {name!r}, got {type(value).__name__}")
-    value = float(value)
+    value = validate.number(value, f"a number for {name!r}", "record")
     if not math.isfinite(value):
         raise ValueError(f"record expected a finite number for {name!r}, got {value}")
     path = os.environ.get(METRICS_FILE_ENV)

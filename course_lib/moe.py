@@ -38,7 +38,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from course_lib.gpt import GPT, FeedForward, GPTConfig
+from course_lib import _validate as validate
+from course_lib.gpt import GPT, GPTConfig
+from course_lib.transformer import FeedForward
 
 __all__ = [
     "top_k_routing",
@@ -50,12 +52,6 @@ __all__ = [
     "expert_counts_of",
     "moe_lm_loss",
 ]
-
-
-def _check_int(value: Any, name: str, caller: str, low: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"{caller} expected {name} to be an int >= {low}, got {value!r}")
-    return value
 
 
 def top_k_routing(router_logits: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -77,7 +73,7 @@ def top_k_routing(router_logits: torch.Tensor, k: int) -> tuple[torch.Tensor, to
     if router_logits.dim() < 1 or router_logits.shape[-1] == 0:
         raise ValueError(f"top_k_routing expected router_logits (tokens, num_experts), got {tuple(router_logits.shape)}")
     num_experts = router_logits.shape[-1]
-    _check_int(k, "k", "top_k_routing")
+    validate.positive_int(k, "k", "top_k_routing")
     if k > num_experts:
         raise ValueError(f"top_k_routing: k={k} is more than the {num_experts} experts")
     logits = router_logits.reshape(-1, num_experts)
@@ -108,7 +104,7 @@ def load_balancing_loss(router_probs: torch.Tensor, expert_indices: torch.Tensor
         shape = tuple(router_probs.shape) if isinstance(router_probs, torch.Tensor) else type(router_probs).__name__
         raise ValueError(f"load_balancing_loss expected router_probs as a float tensor (tokens, num_experts), got {shape}")
     tokens, width = router_probs.shape
-    num_experts = width if num_experts is None else _check_int(num_experts, "num_experts", "load_balancing_loss")
+    num_experts = width if num_experts is None else validate.positive_int(num_experts, "num_experts", "load_balancing_loss")
     if num_experts != width:
         raise ValueError(f"load_balancing_loss: router_probs has {width} experts, num_experts={num_experts}")
     if not isinstance(expert_indices, torch.Tensor) or expert_indices.is_floating_point():
@@ -130,7 +126,7 @@ def expert_counts(expert_indices: torch.Tensor, num_experts: int) -> torch.Tenso
     """How many routing choices went to each expert: ``(num_experts,)`` long, from ``(tokens, k)`` indices."""
     if not isinstance(expert_indices, torch.Tensor) or expert_indices.is_floating_point():
         raise TypeError("expert_counts expected expert_indices as an integer tensor (tokens, k)")
-    _check_int(num_experts, "num_experts", "expert_counts")
+    validate.positive_int(num_experts, "num_experts", "expert_counts")
     if expert_indices.numel() and (expert_indices.min() < 0 or expert_indices.max() >= num_experts):
         raise ValueError(
             f"expert_counts: expert indices must lie in [0, {num_experts}), got "
@@ -140,7 +136,7 @@ def expert_counts(expert_indices: torch.Tensor, num_experts: int) -> torch.Tenso
 
 
 class MoEFeedForward(nn.Module):
-    """A mixture-of-experts feed-forward layer, a drop-in for ``course_lib.gpt.FeedForward``.
+    """A mixture-of-experts feed-forward layer, a drop-in for ``course_lib.transformer.FeedForward``.
 
     ``x (batch, seq, d_model)`` -> same shape. After each forward pass, ``last_aux_loss`` holds the
     load-balancing loss of that call (0-dim, with gradient) and ``last_counts`` the ``(num_experts,)``
@@ -158,12 +154,12 @@ class MoEFeedForward(nn.Module):
                  dropout: float = 0.0) -> None:
         super().__init__()
         for name, value in (("d_model", d_model), ("num_experts", num_experts), ("top_k", top_k), ("d_ff", d_ff)):
-            _check_int(value, name, "MoEFeedForward")
+            validate.positive_int(value, name, "MoEFeedForward")
         if top_k > num_experts:
             raise ValueError(f"MoEFeedForward: top_k={top_k} is more than num_experts={num_experts}")
         self.num_experts, self.top_k, self.d_model = num_experts, top_k, d_model
         self.router = nn.Linear(d_model, num_experts, bias=False)
-        self.experts = nn.ModuleList(FeedForward(d_model, d_ff, activation, dropout) for _ in range(num_experts))
+        self.experts = nn.ModuleList(FeedForward(d_model, d_ff, dropout, activation) for _ in range(num_experts))
         self.last_aux_loss: torch.Tensor | None = None
         self.last_counts: torch.Tensor | None = None
 
@@ -197,7 +193,7 @@ class MoEGPT(GPT):
         config: the ``GPTConfig`` (its ``d_ff`` is not used by the experts).
         num_experts: experts per layer.
         top_k: experts per token.
-        expert_d_ff: hidden width of each expert (default ``config.inner_dim // top_k``: the
+        expert_d_ff: hidden width of each expert (default ``config.d_ff // top_k``: the
             same active feed-forward parameters per token as the dense GPT of ``config``).
     """
 
@@ -205,24 +201,24 @@ class MoEGPT(GPT):
                  expert_d_ff: int | None = None) -> None:
         super().__init__(config)
         c = self.config
-        expert_d_ff = max(1, c.inner_dim // top_k) if expert_d_ff is None else expert_d_ff
-        for block in self.blocks:
-            block.mlp = MoEFeedForward(c.d_model, num_experts, top_k, expert_d_ff, c.activation, c.dropout)
+        expert_d_ff = max(1, c.d_ff // top_k) if expert_d_ff is None else expert_d_ff
+        for block in self.layers:
+            block.feed_forward = MoEFeedForward(c.d_model, num_experts, top_k, expert_d_ff, c.activation, c.dropout)
         self.num_experts, self.top_k, self.expert_d_ff = num_experts, top_k, expert_d_ff
         std = 0.02
-        for block in self.blocks:
-            for module in block.mlp.modules():
+        for block in self.layers:
+            for module in block.feed_forward.modules():
                 if isinstance(module, nn.Linear):
                     nn.init.normal_(module.weight, std=std)
                     if module.bias is not None:
                         nn.init.zeros_(module.bias)
-            for expert in block.mlp.experts:
+            for expert in block.feed_forward.experts:
                 nn.init.normal_(expert.fc_out.weight, std=std / (2 * c.num_layers) ** 0.5)
 
     def active_parameters(self) -> int:
         """Parameters one token uses: all but the ``E - k`` experts it skips in every layer."""
-        per_expert = sum(p.numel() for p in self.blocks[0].mlp.experts[0].parameters())
-        return self.num_parameters() - len(self.blocks) * (self.num_experts - self.top_k) * per_expert
+        per_expert = sum(p.numel() for p in self.layers[0].feed_forward.experts[0].parameters())
+        return self.num_parameters() - len(self.layers) * (self.num_experts - self.top_k) * per_expert
 
     def to_hf(self, *args, **kwargs):  # pragma: no cover - there is no HF GPT-2 with experts
         raise NotImplementedError("MoEGPT has no Hugging Face GPT-2 equivalent (its feed-forward layers are experts)")
@@ -265,8 +261,7 @@ def moe_lm_loss(model: nn.Module, batch: torch.Tensor, *, aux_weight: float = 0.
     """
     from course_lib.objectives import causal_lm_loss
 
-    if isinstance(aux_weight, bool) or not isinstance(aux_weight, (int, float)) or aux_weight < 0:
-        raise ValueError(f"moe_lm_loss expected aux_weight >= 0, got {aux_weight!r}")
+    aux_weight = validate.number(aux_weight, "aux_weight", "moe_lm_loss", low=0)
     lm = causal_lm_loss(model(batch), batch)
     aux = aux_loss_of(model) / len(_moe_layers(model))   # mean over layers: 1 when balanced
     loss = lm + aux_weight * aux if aux_weight else lm

@@ -13,6 +13,8 @@ from collections.abc import Iterable, Sequence
 import torch
 import torch.nn.functional as F
 
+from course_lib import _validate as validate
+
 __all__ = [
     "IGNORE_INDEX",
     "causal_lm_loss",
@@ -119,8 +121,10 @@ def mask_tokens(
     """
     if not isinstance(input_ids, torch.Tensor) or input_ids.is_floating_point():
         raise TypeError("mask_tokens expected an integer tensor of token ids")
-    if not 0.0 < mlm_probability < 1.0:
-        raise ValueError(f"mlm_probability must be in (0, 1), got {mlm_probability}")
+    caller = "mask_tokens"
+    mlm_probability = validate.number(mlm_probability, "mlm_probability", caller, low=0, high=1, low_open=True, high_open=True)
+    vocab_size = validate.positive_int(vocab_size, "vocab_size", caller)
+    mask_token_id = validate.positive_int(mask_token_id, "mask_token_id", caller, minimum=0)
     special = torch.tensor(sorted(set(int(i) for i in special_token_ids)), dtype=torch.long)
     if mask_token_id not in special.tolist():
         special = torch.cat([special, torch.tensor([mask_token_id])])
@@ -208,7 +212,7 @@ def make_nsp_pairs(
         raise ValueError("make_nsp_pairs needs sentences from at least two documents (for random B)")
     if not any(len(d) >= 2 for d in docs):
         raise ValueError("make_nsp_pairs needs a document with at least two sentences")
-    rng = random.Random(seed)
+    rng = random.Random(validate.positive_int(seed, "seed", "make_nsp_pairs", minimum=0))
     non_empty = [i for i, d in enumerate(docs) if d]
     pairs = []
     for index, doc in enumerate(docs):

@@ -19,6 +19,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from course_lib import _validate as validate
+
 __all__ = [
     "sinusoidal_encoding",
     "SinusoidalPositionalEmbedding",
@@ -30,18 +32,6 @@ __all__ = [
     "RotaryEmbedding",
     "alibi_bias",
 ]
-
-
-def _positive_int(value, name: str, caller: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{caller} expected a positive int {name}, got {value!r}")
-    return value
-
-
-def _positive_float(value, name: str, caller: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ValueError(f"{caller} expected a positive number {name}, got {value!r}")
-    return float(value)
 
 
 # ---- sinusoidal -----------------------------------------------------------------------------
@@ -64,9 +54,9 @@ def sinusoidal_encoding(
         A ``(max_len, d_model)`` tensor with values in [-1, 1].
     """
     caller = "sinusoidal_encoding"
-    _positive_int(max_len, "max_len", caller)
-    _positive_int(d_model, "d_model", caller)
-    base = _positive_float(base, "base", caller)
+    validate.positive_int(max_len, "max_len", caller)
+    validate.positive_int(d_model, "d_model", caller)
+    base = validate.number(base, "base", caller, low=0, low_open=True)
     if d_model % 2:
         raise ValueError(
             f"{caller} expected an even d_model (sin and cos fill the dimensions in pairs), got {d_model}"
@@ -87,8 +77,7 @@ def _check_sequence(x, d_model: int, offset: int, max_len: int, caller: str) -> 
         raise ValueError(
             f"{caller} expected x of shape (..., seq, d_model={d_model}), got {tuple(x.shape)}"
         )
-    if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
-        raise ValueError(f"{caller} expected a non-negative int offset, got {offset!r}")
+    validate.positive_int(offset, "offset", caller, minimum=0)
     seq = x.shape[-2]
     if offset + seq > max_len:
         raise ValueError(
@@ -120,7 +109,7 @@ class SinusoidalPositionalEmbedding(nn.Module):
 
     def positions(self, seq_len: int, offset: int = 0) -> torch.Tensor:
         """The table rows for positions ``offset .. offset + seq_len - 1``: ``(seq_len, d_model)``."""
-        _positive_int(seq_len, "seq_len", "SinusoidalPositionalEmbedding.positions")
+        validate.positive_int(seq_len, "seq_len", "SinusoidalPositionalEmbedding.positions")
         _check_sequence(
             self.table.new_empty(seq_len, self.d_model), self.d_model, offset, self.max_len,
             "SinusoidalPositionalEmbedding",
@@ -150,8 +139,8 @@ class LearnedPositionalEmbedding(nn.Module):
     def __init__(self, max_len: int, d_model: int) -> None:
         super().__init__()
         caller = "LearnedPositionalEmbedding"
-        self.max_len = _positive_int(max_len, "max_len", caller)
-        self.d_model = _positive_int(d_model, "d_model", caller)
+        self.max_len = validate.positive_int(max_len, "max_len", caller)
+        self.d_model = validate.positive_int(d_model, "d_model", caller)
         self.embedding = nn.Embedding(max_len, d_model)
         nn.init.normal_(self.embedding.weight, std=0.02)
 
@@ -160,7 +149,7 @@ class LearnedPositionalEmbedding(nn.Module):
 
     def positions(self, seq_len: int, offset: int = 0) -> torch.Tensor:
         """The vectors of positions ``offset .. offset + seq_len - 1``: ``(seq_len, d_model)``."""
-        _positive_int(seq_len, "seq_len", "LearnedPositionalEmbedding.positions")
+        validate.positive_int(seq_len, "seq_len", "LearnedPositionalEmbedding.positions")
         weight = self.embedding.weight
         _check_sequence(
             weight.new_empty(seq_len, self.d_model), self.d_model, offset, self.max_len,
@@ -178,8 +167,8 @@ class LearnedPositionalEmbedding(nn.Module):
 def rotary_inverse_frequencies(d_head: int, base: float = 10000.0) -> torch.Tensor:
     """The rotation speeds of RoPE: ``base^(-2i / d_head)`` for i = 0 .. d_head/2 - 1, ``(d_head/2,)`` float32."""
     caller = "rotary_inverse_frequencies"
-    _positive_int(d_head, "d_head", caller)
-    base = _positive_float(base, "base", caller)
+    validate.positive_int(d_head, "d_head", caller)
+    base = validate.number(base, "base", caller, low=0, low_open=True)
     if d_head % 2:
         raise ValueError(f"{caller} expected an even d_head (features rotate in pairs), got {d_head}")
     # Hugging Face's formula, in float32, so the angles match theirs to the last bit.
@@ -294,7 +283,7 @@ class RotaryEmbedding(nn.Module):
 
     def __init__(self, d_head: int, base: float = 10000.0) -> None:
         super().__init__()
-        self.base = _positive_float(base, "base", "RotaryEmbedding")
+        self.base = validate.number(base, "base", "RotaryEmbedding", low=0, low_open=True)
         self.d_head = d_head
         self.register_buffer(
             "inv_freq", rotary_inverse_frequencies(d_head, self.base), persistent=False
@@ -330,7 +319,7 @@ def alibi_bias(T: int, slope: float | torch.Tensor) -> torch.Tensor:
         more negative with the distance either way.
     """
     caller = "alibi_bias"
-    _positive_int(T, "T", caller)
+    validate.positive_int(T, "T", caller)
     position = torch.arange(T, dtype=torch.float32)
     distance = (position[:, None] - position[None, :]).abs()  # (T, T)
     if isinstance(slope, torch.Tensor):
@@ -340,4 +329,4 @@ def alibi_bias(T: int, slope: float | torch.Tensor) -> torch.Tensor:
                 f"slopes, got a tensor of shape {tuple(slope.shape)} and dtype {slope.dtype}"
             )
         return -slope.float()[:, None, None] * distance.to(slope.device)
-    return -_positive_float(slope, "slope", caller) * distance
+    return -validate.number(slope, "slope", caller, low=0, low_open=True) * distance

@@ -12,6 +12,8 @@ from typing import Any
 
 import torch
 
+from course_lib import _validate as validate
+
 __all__ = ["mask_probabilities", "memorisation_probe"]
 
 
@@ -38,8 +40,8 @@ def memorisation_probe(
     """
     from course_lib.gpt import generate
 
-    if prefix_tokens < 1 or continuation_tokens < 1:
-        raise ValueError("memorisation_probe needs prefix_tokens >= 1 and continuation_tokens >= 1")
+    prefix_tokens = validate.positive_int(prefix_tokens, "prefix_tokens", "memorisation_probe")
+    continuation_tokens = validate.positive_int(continuation_tokens, "continuation_tokens", "memorisation_probe")
     need = prefix_tokens + continuation_tokens
     if need > model.config.max_len:
         raise ValueError(f"memorisation_probe: {need} tokens do not fit the model's context of {model.config.max_len}")
@@ -87,12 +89,8 @@ def mask_probabilities(model: Any, tokenizer: Any, text: str, candidates: Sequen
     unknown = [c for c in candidates if c not in vocab]
     if unknown:
         raise ValueError(f"mask_probabilities: {unknown} are not single tokens of the vocabulary; pick whole-word tokens")
-    was_training = model.training
-    model.eval()
-    try:
+    with validate.eval_mode(model):
         device = next(model.parameters()).device
         logits = model(ids.to(device)).prediction_logits[0, int(where[0])]
-    finally:
-        model.train(was_training)
     probabilities = logits.float().softmax(-1)
     return {c: float(probabilities[vocab[c]]) for c in candidates}

@@ -36,16 +36,20 @@ from __future__ import annotations
 
 import hashlib
 import heapq
+import itertools
 import json
 import operator
 import os
 import pathlib
 import re
-import tempfile
 import warnings
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from numbers import Integral
 from typing import Any
+
+from course_lib import _validate as validate
+from course_lib._files import atomic_write
 
 __all__ = [
     "UNK_TOKEN",
@@ -169,12 +173,22 @@ def _check_texts(texts: Any, caller: str) -> list[str]:
     return texts
 
 
-def _check_int(value: Any, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be at least {minimum}, got {value}")
-    return value
+def _check_int(value: Any, name: str, caller: str, minimum: int, why: str = "") -> int:
+    """``value`` as an int >= ``minimum``, checked by ``course_lib._validate.positive_int``.
+
+    Something that is not a number at all (``300.0``, ``"8192"``) is a ``TypeError``; a bool or an
+    int below ``minimum`` is a ``ValueError``, with ``why`` (the reason for the minimum) appended.
+    """
+    if not isinstance(value, Integral):  # bool is Integral: positive_int rejects it as a ValueError
+        raise TypeError(
+            f"{caller} expected {name} to be an int, got {type(value).__name__} {value!r}"
+        )
+    try:
+        return validate.positive_int(value, name, caller, minimum=minimum)
+    except ValueError as error:
+        if not why:
+            raise
+        raise ValueError(f"{error} ({why})") from None
 
 
 def _as_id_list(ids: Any, vocab_size: int) -> list[int]:
@@ -194,9 +208,12 @@ def _as_id_list(ids: Any, vocab_size: int) -> list[int]:
         raise TypeError(f"decode expects a sequence of token ids (ints), got {type(ids).__name__}")
     out = []
     for position, token_id in enumerate(ids):
+        if isinstance(token_id, bool):  # an int to Python, but True is no token id
+            raise ValueError(
+                f"decode expects integer token ids, but position {position} holds a bool, "
+                f"{token_id!r}"
+            )
         try:
-            if isinstance(token_id, bool):
-                raise TypeError
             token_id = operator.index(token_id)
         except TypeError:
             raise TypeError(
@@ -265,10 +282,7 @@ def _check_word_freqs(word_freqs: Any, caller: str) -> Mapping:
                 f"{caller}: each word must be a tuple of symbols such as ('l', 'o', 'w'), "
                 f"got {type(word).__name__} {word!r:.40}"
             )
-        if isinstance(freq, bool) or not isinstance(freq, int) or freq < 0:
-            raise ValueError(
-                f"{caller}: the count of {word!r:.40} must be an int >= 0, got {freq!r}"
-            )
+        validate.positive_int(freq, f"the count of {word!r:.40}", caller, minimum=0)
     return word_freqs
 
 
@@ -287,6 +301,8 @@ def count_pairs(word_freqs: Mapping[tuple, int]) -> Counter:
 
     Example: ``count_pairs({("l","o","w"): 5, ("l","o"): 2})`` ->
     ``Counter({("l","o"): 7, ("o","w"): 5})``.
+
+    Built in notebook 02, section 4.
     """
     counts: Counter = Counter()
     for word, freq in _check_word_freqs(word_freqs, "count_pairs").items():
@@ -321,6 +337,8 @@ def merge_pair(word: tuple, pair: tuple, new_token: Any) -> tuple:
 
     Returns:
         a new tuple of symbols, never longer than ``word``.
+
+    Built in notebook 02, section 4.
     """
     if not isinstance(word, (tuple, list)):
         raise TypeError(
@@ -372,6 +390,8 @@ def bpe_encode_word(word: Sequence, merges: Sequence[tuple]) -> tuple:
 
     Returns:
         tuple of tokens whose concatenation is the word, e.g. ``("low", "est")``.
+
+    Built in notebook 02, section 4.
     """
     if isinstance(word, str):
         word = tuple(word)
@@ -385,16 +405,120 @@ def bpe_encode_word(word: Sequence, merges: Sequence[tuple]) -> tuple:
     return _bpe_with_ranks(tuple(word), ranks)
 
 
-def _iter_merges(
+def learn_merges(
+    word_freqs: Mapping[tuple, int],
+    num_merges: int,
+    *,
+    min_frequency: int = 2,
+    alphabet: Sequence | None = None,
+    fast: bool = False,
+) -> list[tuple]:
+    """Learn BPE merges: count the adjacent pairs, merge the most frequent everywhere, repeat.
+
+    Each step counts the pairs inside every word (:func:`count_pairs`), takes the most frequent,
+    records it, and merges it in every word (:func:`merge_pair`, with ``left + right`` as the new
+    token). Ties go to the pair with the smallest token ids: the base symbols are numbered in
+    ``alphabet`` order and each new token gets the next id (Hugging Face's rule; any fixed rule
+    makes training deterministic). It stops after ``num_merges`` merges, when every word is one
+    token, or when the best pair occurs fewer than ``min_frequency`` times.
+
+    This loop recounts every pair at every step: clear, and quick enough for a toy corpus.
+    ``fast=True`` gives the same merges in the same order, recounting only the words a merge
+    changed (what :class:`BPETokenizer` does), so thousands of merges on a real corpus take seconds.
+
+    Args:
+        word_freqs: dict mapping words, as tuples of ``str`` or of ``bytes`` symbols, to counts.
+        num_merges: how many merges to learn at most (an int >= 0).
+        min_frequency: stop early when the best pair occurs fewer times than this.
+        alphabet: the base symbols in id order; ``None``: the symbols of the words, sorted.
+        fast: learn them incrementally (same result, much faster on large corpora).
+
+    Returns:
+        list of ``(left, right)`` pairs in the order learned (at most ``num_merges``).
+
+    Example: on ``{("l","o","w"): 5, ("n","e","w","e","s","t"): 6, ("w","i","d","e","s","t"): 3}``
+    the first merges are ``("e","s")`` (9, tied with ``("s","t")``; ``"e"`` has the smaller id),
+    then ``("es","t")``.
+
+    Built in notebook 02, section 4.
+    """
+    alphabet = _check_learn_merges_args(word_freqs, num_merges, min_frequency, alphabet)
+    if fast:
+        learned = _learn_merges_fast(word_freqs, min_frequency, alphabet)
+        return [pair for pair, _ in itertools.islice(learned, num_merges)]
+    ids: dict[Any, int] = {}  # token -> id, for the tie rule: the alphabet, then new tokens as made
+    for symbol in alphabet:
+        ids.setdefault(symbol, len(ids))
+    merges: list[tuple] = []
+    for _ in range(num_merges):
+        pairs = count_pairs(word_freqs)  # {(left, right): count}
+        if not pairs:
+            break  # every word is a single token
+        # the most frequent pair; a tie goes to the pair with the smallest ids
+        best = min(pairs, key=lambda p: (-pairs[p], ids[p[0]], ids[p[1]]))
+        if pairs[best] < min_frequency:
+            break  # a pair this rare is not worth a token
+        new_token = best[0] + best[1]
+        ids.setdefault(new_token, len(ids))
+        merges.append(best)
+        merged: Counter = Counter()  # two spellings of a word can merge into one: add their counts
+        for word, freq in word_freqs.items():
+            merged[merge_pair(word, best, new_token)] += freq
+        word_freqs = merged
+    return merges
+
+
+def _check_learn_merges_args(
+    word_freqs: Any, num_merges: Any, min_frequency: Any, alphabet: Any
+) -> list:
+    """Check :func:`learn_merges`'s arguments; return the alphabet (sorted symbols if ``None``)."""
+    _check_word_freqs(word_freqs, "learn_merges")
+    _check_int(num_merges, "num_merges", "learn_merges", 0)
+    _check_int(min_frequency, "min_frequency", "learn_merges", 1)
+    return _check_alphabet(word_freqs, alphabet, "learn_merges")
+
+
+def _check_alphabet(word_freqs: Mapping[tuple, int], alphabet: Any, caller: str) -> list:
+    symbols = {symbol for word in word_freqs for symbol in word}
+    kinds = {type(symbol) for symbol in symbols}
+    if not kinds <= {str, bytes} or len(kinds) > 1:
+        names = sorted(k.__name__ for k in kinds)
+        raise TypeError(
+            f"{caller} needs symbols that are all str or all bytes (a merged token is left + "
+            f"right), got symbols of types {names}"
+        )
+    if alphabet is None:
+        return sorted(symbols)
+    if isinstance(alphabet, (str, bytes)) or not isinstance(alphabet, Iterable):
+        raise TypeError(
+            f"{caller}: alphabet must be a list of symbols, got {type(alphabet).__name__}"
+        )
+    alphabet = list(alphabet)
+    missing = symbols - set(alphabet)
+    if missing:
+        raise ValueError(
+            f"{caller}: the alphabet must hold every symbol of the words; missing "
+            f"{sorted(missing)[:5]!r}"
+        )
+    return alphabet
+
+
+# The fast version of learn_merges's loop, for real corpora: used by BPETokenizer.train and by
+# learn_merges(fast=True). Private, and not what the notebook builds.
+
+
+def _learn_merges_fast(
     word_freqs: Mapping[tuple, int], min_frequency: int, alphabet: Sequence
 ) -> Iterator[tuple[tuple, int]]:
-    """Yield ``(pair, count)`` merges in training order, with incremental pair counts.
+    """:func:`learn_merges` made incremental: yield ``(pair, count)`` merges in training order.
 
-    Pair counts are kept up to date per word type: when a pair is merged, only the words that
-    contain it are recounted. The most frequent pair comes from a heap of
-    ``(-count, id_left, id_right)`` with stale entries skipped, so ties go to the pair whose
-    tokens have the smallest ids (position in ``alphabet``, then merged tokens in the order
-    made): deterministic, and the rule Hugging Face's trainer uses.
+    The same merges in the same order as the loop of :func:`learn_merges` (a test checks it), but
+    instead of recounting every pair at every step it keeps the counts up to date: when a pair is
+    merged, only the words that contain it are recounted. The most frequent pair comes from a
+    heap of ``(-count, id_left, id_right)`` with stale entries skipped, so ties go to the pair whose
+    tokens have the smallest ids (position in ``alphabet``, then merged tokens in the order made),
+    the same rule. Arguments are not checked: the callers have done it. Stops (the caller may stop
+    earlier) when no pair occurs ``min_frequency`` times.
     """
     ids: dict[Any, int] = {}
     for symbol in alphabet:
@@ -444,69 +568,6 @@ def _iter_merges(
                 del pair_counts[(a, b)]
             else:
                 heapq.heappush(heap, (-changed_count, ids[a], ids[b], (a, b)))
-
-
-def _check_alphabet(word_freqs: Mapping[tuple, int], alphabet: Any, caller: str) -> list:
-    symbols = {symbol for word in word_freqs for symbol in word}
-    kinds = {type(symbol) for symbol in symbols}
-    if not kinds <= {str, bytes} or len(kinds) > 1:
-        names = sorted(k.__name__ for k in kinds)
-        raise TypeError(
-            f"{caller} needs symbols that are all str or all bytes (a merged token is left + "
-            f"right), got symbols of types {names}"
-        )
-    if alphabet is None:
-        return sorted(symbols)
-    if isinstance(alphabet, (str, bytes)) or not isinstance(alphabet, Iterable):
-        raise TypeError(
-            f"{caller}: alphabet must be a list of symbols, got {type(alphabet).__name__}"
-        )
-    alphabet = list(alphabet)
-    missing = symbols - set(alphabet)
-    if missing:
-        raise ValueError(
-            f"{caller}: the alphabet must hold every symbol of the words; missing "
-            f"{sorted(missing)[:5]!r}"
-        )
-    return alphabet
-
-
-def learn_merges(
-    word_freqs: Mapping[tuple, int],
-    num_merges: int,
-    *,
-    min_frequency: int = 2,
-    alphabet: Sequence | None = None,
-) -> list[tuple]:
-    """Learn BPE merges: repeatedly merge the most frequent adjacent pair.
-
-    Each step counts pairs (as :func:`count_pairs`), takes the most frequent, and merges it in
-    every word (as :func:`merge_pair`, with ``left + right`` as the new token). Ties go to the
-    pair with the smallest token ids: the base symbols are numbered in ``alphabet`` order, each
-    new token gets the next id. Counts are updated only for the words that changed, so thousands
-    of merges take seconds.
-
-    Args:
-        word_freqs: dict mapping words, as tuples of ``str`` or of ``bytes`` symbols, to counts.
-        num_merges: how many merges to learn at most (an int >= 0).
-        min_frequency: stop early when the best pair occurs fewer times than this.
-        alphabet: the base symbols in id order; ``None``: the symbols of the words, sorted.
-
-    Returns:
-        list of ``(left, right)`` pairs in the order learned (at most ``num_merges``).
-    """
-    _check_word_freqs(word_freqs, "learn_merges")
-    _check_int(num_merges, "num_merges", 0)
-    _check_int(min_frequency, "min_frequency", 1)
-    alphabet = _check_alphabet(word_freqs, alphabet, "learn_merges")
-    merges: list[tuple] = []
-    if num_merges == 0:
-        return merges
-    for pair, _ in _iter_merges(word_freqs, min_frequency, alphabet):
-        merges.append(pair)
-        if len(merges) == num_merges:
-            break
-    return merges
 
 
 # --------------------------------------------------------------------------------------------
@@ -608,6 +669,8 @@ class CharTokenizer(_VocabularyTokenizer):
 
     Ids: 0 is ``<unk>``, then the training characters sorted by code point. Text made of known
     characters round-trips exactly: ``decode(encode(text)) == text``.
+
+    Built in notebook 02, section 2.
     """
 
     def __init__(self, chars: Iterable[str], *, unk_token: str = UNK_TOKEN) -> None:
@@ -641,6 +704,8 @@ class WordTokenizer(_VocabularyTokenizer):
     Ids: 0 is ``<unk>``, then the words from most to least frequent (ties alphabetical).
     Whitespace is not kept: ``decode`` joins tokens with single spaces, so
     ``decode(encode("Hi, you!")) == "Hi , you !"``: a word tokenizer cannot give the text back.
+
+    Built in notebook 02, section 3.
     """
 
     def __init__(self, words: Iterable[str], *, unk_token: str = UNK_TOKEN) -> None:
@@ -669,8 +734,8 @@ class WordTokenizer(_VocabularyTokenizer):
         """
         texts = _check_texts(texts, "WordTokenizer.train")
         if max_vocab is not None:
-            _check_int(max_vocab, "max_vocab", 2)
-        _check_int(min_count, "min_count", 1)
+            _check_int(max_vocab, "max_vocab", "WordTokenizer.train", 2)
+        _check_int(min_count, "min_count", "WordTokenizer.train", 1)
         counts: Counter = Counter()
         for text in texts:
             counts.update(split_words(text))
@@ -720,6 +785,23 @@ def _to_bytes(text: str) -> bytes:
             f"the text holds a character that UTF-8 cannot encode ({error.object[error.start]!r} "
             f"at position {error.start}, a lone surrogate): expected valid Unicode text"
         ) from None
+
+
+def _check_bpe_train_args(
+    texts: Any, vocab_size: Any, min_frequency: Any, special_tokens: Any
+) -> tuple[list[str], list[str]]:
+    """Check :meth:`BPETokenizer.train`'s arguments; return the texts and the distinct specials."""
+    texts = _check_texts(texts, "BPETokenizer.train")
+    if isinstance(special_tokens, str):
+        special_tokens = [special_tokens]
+    special_tokens = list(dict.fromkeys(special_tokens))
+    _check_int(
+        vocab_size, "vocab_size", "BPETokenizer.train", 256 + len(special_tokens),
+        why=f"the 256 byte values every byte-level BPE starts from + {len(special_tokens)} "
+        "special token(s)",
+    )
+    _check_int(min_frequency, "min_frequency", "BPETokenizer.train", 1)
+    return texts, special_tokens
 
 
 class BPETokenizer(Tokenizer):
@@ -820,19 +902,9 @@ class BPETokenizer(Tokenizer):
         Returns:
             a trained :class:`BPETokenizer`.
         """
-        texts = _check_texts(texts, "BPETokenizer.train")
-        if isinstance(special_tokens, str):
-            special_tokens = [special_tokens]
-        special_tokens = list(dict.fromkeys(special_tokens))
-        minimum = 256 + len(special_tokens)
-        if isinstance(vocab_size, bool) or not isinstance(vocab_size, int):
-            raise TypeError(f"vocab_size must be an int, got {type(vocab_size).__name__}")
-        if vocab_size < minimum:
-            raise ValueError(
-                f"vocab_size must be at least {minimum}: the 256 byte values every byte-level "
-                f"BPE starts from + {len(special_tokens)} special token(s); got {vocab_size}"
-            )
-        _check_int(min_frequency, "min_frequency", 1)
+        texts, special_tokens = _check_bpe_train_args(
+            texts, vocab_size, min_frequency, special_tokens
+        )
         specials = cls(special_tokens=special_tokens)._special_pattern
         word_freqs: Counter = Counter()
         for text in texts:
@@ -845,10 +917,10 @@ class BPETokenizer(Tokenizer):
             tuple(_BYTE_TOKENS[b] for b in _to_bytes(w)): c for w, c in word_freqs.items()
         }
         alphabet = [_BYTE_TOKENS[b] for b in GPT2_BYTE_ORDER]
-        target_new = vocab_size - minimum
+        target_new = vocab_size - 256 - len(special_tokens)  # merged tokens still to make
         merges, counts, made = [], [], set(_BYTE_TOKENS)
         if target_new > 0:
-            for pair, count in _iter_merges(byte_words, min_frequency, alphabet):
+            for pair, count in _learn_merges_fast(byte_words, min_frequency, alphabet):
                 merges.append(pair)
                 counts.append(count)
                 made.add(pair[0] + pair[1])
@@ -872,7 +944,7 @@ class BPETokenizer(Tokenizer):
         merges, so this is how to compare vocabulary sizes without retraining.
         """
         minimum = 256 + len(self._special)
-        _check_int(vocab_size, "vocab_size", minimum)
+        _check_int(vocab_size, "vocab_size", "BPETokenizer.truncate", minimum)
         if vocab_size > self.vocab_size:
             raise ValueError(
                 f"cannot truncate to vocab_size {vocab_size}: this tokenizer has only "
@@ -1006,12 +1078,24 @@ def _require_hf() -> None:
         ) from error
 
 
-def _check_vocab_size(vocab_size: Any, minimum: int, why: str) -> int:
-    if isinstance(vocab_size, bool) or not isinstance(vocab_size, int):
-        raise TypeError(f"vocab_size must be an int, got {type(vocab_size).__name__}")
-    if vocab_size < minimum:
-        raise ValueError(f"vocab_size must be at least {minimum} ({why}); got {vocab_size}")
-    return vocab_size
+def _check_hf_train_args(
+    caller: str, texts: Any, vocab_size: Any, min_frequency: Any, minimum: int, why: str
+) -> list[str]:
+    """Check the arguments of :func:`train_hf_bpe` or :func:`train_hf_wordpiece`; return texts."""
+    texts = _check_texts(texts, caller)
+    _check_int(vocab_size, "vocab_size", caller, minimum, why)
+    _check_int(min_frequency, "min_frequency", caller, 0)
+    return texts
+
+
+def _check_hf_bpe_special_tokens(special_tokens: Any) -> list[str]:
+    special_tokens = list(special_tokens)
+    if special_tokens[:2] != [END_OF_TEXT, PAD_TOKEN]:
+        raise ValueError(
+            f"special_tokens must start with {END_OF_TEXT!r} and {PAD_TOKEN!r} (eos and pad), "
+            f"got {special_tokens!r}"
+        )
+    return special_tokens
 
 
 def _as_backend(tokenizer: Any, caller: str) -> Any:
@@ -1128,17 +1212,11 @@ def train_hf_bpe(
     from tokenizers import Tokenizer as HFTokenizer
     from tokenizers import decoders, models, pre_tokenizers, processors, trainers
 
-    texts = _check_texts(texts, "train_hf_bpe")
-    special_tokens = list(special_tokens)
-    if special_tokens[:2] != [END_OF_TEXT, PAD_TOKEN]:
-        raise ValueError(
-            f"special_tokens must start with {END_OF_TEXT!r} and {PAD_TOKEN!r} (eos and pad), "
-            f"got {special_tokens!r}"
-        )
-    _check_vocab_size(
-        vocab_size, 256 + len(special_tokens), f"256 bytes + {len(special_tokens)} special tokens"
+    special_tokens = _check_hf_bpe_special_tokens(special_tokens)
+    texts = _check_hf_train_args(
+        "train_hf_bpe", texts, vocab_size, min_frequency,
+        256 + len(special_tokens), f"256 bytes + {len(special_tokens)} special tokens",
     )
-    _check_int(min_frequency, "min_frequency", 0)
     backend = HFTokenizer(models.BPE())
     backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     backend.decoder = decoders.ByteLevel()
@@ -1182,12 +1260,11 @@ def train_hf_wordpiece(
     from tokenizers import Tokenizer as HFTokenizer
     from tokenizers import decoders, models, normalizers, pre_tokenizers, processors, trainers
 
-    texts = _check_texts(texts, "train_hf_wordpiece")
-    pad, unk, cls, sep, mask = BERT_SPECIAL_TOKENS
-    _check_vocab_size(
-        vocab_size, 2 * len(BERT_SPECIAL_TOKENS), "the 5 special tokens + some pieces"
+    texts = _check_hf_train_args(
+        "train_hf_wordpiece", texts, vocab_size, min_frequency,
+        2 * len(BERT_SPECIAL_TOKENS), "the 5 special tokens + some pieces",
     )
-    _check_int(min_frequency, "min_frequency", 0)
+    pad, unk, cls, sep, mask = BERT_SPECIAL_TOKENS
     backend = HFTokenizer(models.WordPiece(unk_token=unk, max_input_chars_per_word=100))
     backend.normalizer = normalizers.BertNormalizer(
         clean_text=True, handle_chinese_chars=True, strip_accents=lowercase, lowercase=lowercase
@@ -1271,25 +1348,15 @@ def _course_tokenizer(kind: str, vocab_size: int, cache_dir: Any, refresh: bool)
         tokenizer = train_hf_bpe(texts, vocab_size)
     else:
         tokenizer = train_hf_wordpiece(texts, vocab_size)
-    tmp_name = None
+    state = tokenizer.backend_tokenizer.to_str()
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(
-            "w", dir=folder, prefix=f".{name}.", suffix=".tmp", delete=False, encoding="utf-8"
-        ) as handle:
-            tmp_name = handle.name
-            handle.write(tokenizer.backend_tokenizer.to_str())
-        os.replace(tmp_name, path)
-        tmp_name = None
+        atomic_write(path, lambda tmp: tmp.write_text(state, encoding="utf-8"))
     except OSError as error:
         warnings.warn(
             f"could not cache the course tokenizer in {folder} ({error}); it will be trained "
             "again next time. Set COURSE_CACHE_DIR to a writable folder to fix this.",
             stacklevel=3,
         )
-    finally:
-        if tmp_name is not None and os.path.exists(tmp_name):
-            os.unlink(tmp_name)
     return tokenizer
 
 
@@ -1311,7 +1378,9 @@ def course_bpe_tokenizer(
     Returns:
         ``transformers.PreTrainedTokenizerFast`` (eos/bos ``<|endoftext|>``, pad ``<|pad|>``).
     """
-    _check_vocab_size(vocab_size, 258, "256 bytes + 2 special tokens")
+    _check_int(
+        vocab_size, "vocab_size", "course_bpe_tokenizer", 258, "256 bytes + 2 special tokens"
+    )
     return _course_tokenizer("bpe", vocab_size, cache_dir, refresh)
 
 
@@ -1330,5 +1399,8 @@ def course_wordpiece_tokenizer(
     Returns:
         ``transformers.PreTrainedTokenizerFast`` that works as an uncased BERT tokenizer.
     """
-    _check_vocab_size(vocab_size, 10, "the 5 special tokens + some pieces")
+    _check_int(
+        vocab_size, "vocab_size", "course_wordpiece_tokenizer", 10,
+        "the 5 special tokens + some pieces",
+    )
     return _course_tokenizer("wordpiece", vocab_size, cache_dir, refresh)

@@ -34,10 +34,21 @@ from typing import Any
 
 import torch
 
+from course_lib import _validate as validate
 from course_lib.checkpoint import load_checkpoint, save_checkpoint
 from course_lib.env import in_notebook
 
-__all__ = ["History", "Trainer", "early_stopping_point", "move_to_device", "moving_average"]
+__all__ = [
+    "History",
+    "Trainer",
+    "early_stopping_point",
+    "move_to_device",
+    "moving_average",
+    "build_optimizer",
+    "warmup_inverse_sqrt",
+    "warmup_cosine",
+    "linear_warmup_decay",
+]
 
 LossOutput = torch.Tensor | Mapping[str, torch.Tensor]
 
@@ -172,8 +183,7 @@ def early_stopping_point(eval_losses: Sequence[float], patience: int, min_delta:
     Returns:
         The 0-based index of the evaluation at which training stops, or None.
     """
-    if not isinstance(patience, int) or patience < 1:
-        raise ValueError(f"early_stopping_point expected patience >= 1, got {patience!r}")
+    validate.positive_int(patience, "patience", "early_stopping_point")
     best, waited = None, 0
     for i, loss in enumerate(eval_losses):
         if _improves(loss, best, min_delta):
@@ -209,6 +219,12 @@ def _batch_size(batch: Any) -> int:
             if size:
                 return size
     return 1
+
+
+def _model_device(model: torch.nn.Module) -> torch.device:
+    """The device of the model's first parameter (the CPU for a model without any)."""
+    first = next(model.parameters(), None)
+    return first.device if first is not None else torch.device("cpu")
 
 
 class _DeferredInterrupt:
@@ -258,6 +274,31 @@ class _LivePlot:
         self.last = now
         history.plot(ax=self.ax)
         self.handle.update(self.fig)
+
+
+def _check_trainer_arguments(
+    model: Any, optimizer: Any, loss_fn: Any, train_data: Any, *, eval_data: Any, max_grad_norm: Any,
+    mixed_precision: Any, **counts: int | None,
+) -> None:
+    """Refuse, with a message saying what was expected, what ``Trainer`` cannot train with."""
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"Trainer expected an nn.Module as model, got {type(model).__name__}")
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise TypeError(f"Trainer expected a torch.optim.Optimizer, got {type(optimizer).__name__}")
+    if not callable(loss_fn):
+        raise TypeError("Trainer expected loss_fn(model, batch) -> loss, got a non-callable")
+    if not isinstance(train_data, Iterable):
+        raise TypeError(f"Trainer expected train_data to be an iterable of batches, got {type(train_data).__name__}")
+    optional = ("eval_every", "checkpoint_every", "early_stopping_patience")  # None switches them off
+    for name, value in counts.items():
+        if value is not None or name not in optional:
+            validate.positive_int(value, name, "Trainer")
+    if counts.get("early_stopping_patience") is not None and eval_data is None:
+        raise ValueError("early stopping watches the validation loss: give eval_data too")
+    if max_grad_norm is not None:
+        validate.number(max_grad_norm, "max_grad_norm", "Trainer", low=0.0, low_open=True)
+    if mixed_precision not in ("auto", "bf16", "fp16", "off"):
+        raise ValueError(f"mixed_precision must be 'auto', 'bf16', 'fp16' or 'off', got {mixed_precision!r}")
 
 
 class Trainer:
@@ -318,41 +359,13 @@ class Trainer:
         progress: bool = True,
         live_plot: bool | str = "auto",
     ) -> None:
-        if not isinstance(model, torch.nn.Module):
-            raise TypeError(f"Trainer expected an nn.Module as model, got {type(model).__name__}")
-        if not isinstance(optimizer, torch.optim.Optimizer):
-            raise TypeError(
-                f"Trainer expected a torch.optim.Optimizer, got {type(optimizer).__name__}"
-            )
-        if not callable(loss_fn):
-            raise TypeError("Trainer expected loss_fn(model, batch) -> loss, got a non-callable")
-        if not isinstance(train_data, Iterable):
-            raise TypeError(
-                f"Trainer expected train_data to be an iterable of batches, got {type(train_data).__name__}"
-            )
-        for name, value in [
-            ("eval_every", eval_every),
-            ("checkpoint_every", checkpoint_every),
-            ("early_stopping_patience", early_stopping_patience),
-        ]:
-            if value is not None and (not isinstance(value, int) or value < 1):
-                raise ValueError(f"Trainer expected {name} to be a positive int or None, got {value!r}")
-        for name, value in [("grad_accum_steps", grad_accum_steps), ("log_every", log_every)]:
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"Trainer expected {name} to be a positive int, got {value!r}")
-        if early_stopping_patience is not None and eval_data is None:
-            raise ValueError("early stopping watches the validation loss: give eval_data too")
-        if max_grad_norm is not None and not max_grad_norm > 0:
-            raise ValueError(f"max_grad_norm must be > 0 or None, got {max_grad_norm!r}")
-        if mixed_precision not in ("auto", "bf16", "fp16", "off"):
-            raise ValueError(
-                f"mixed_precision must be 'auto', 'bf16', 'fp16' or 'off', got {mixed_precision!r}"
-            )
-
-        if device is None:
-            first = next(model.parameters(), None)
-            device = first.device if first is not None else torch.device("cpu")
-        self.device = torch.device(device)
+        _check_trainer_arguments(
+            model, optimizer, loss_fn, train_data, eval_data=eval_data, max_grad_norm=max_grad_norm,
+            mixed_precision=mixed_precision, eval_every=eval_every, checkpoint_every=checkpoint_every,
+            early_stopping_patience=early_stopping_patience, grad_accum_steps=grad_accum_steps,
+            log_every=log_every,
+        )
+        self.device = _model_device(model) if device is None else torch.device(device)
         self.model = model.to(self.device)
         self.optimizer = optimizer
         self.loss_fn = loss_fn
@@ -373,9 +386,7 @@ class Trainer:
         self.live_plot = in_notebook() if live_plot == "auto" else bool(live_plot)
 
         self.amp_dtype = self._choose_amp_dtype(mixed_precision)
-        self.scaler = (
-            torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
-        )
+        self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None  # fp16 only
         self.history = History()
         self._best_state: dict[str, torch.Tensor] | None = None
         self._evals_without_improvement = 0
@@ -474,9 +485,7 @@ class Trainer:
         """Validation loss (example-weighted mean of ``loss_fn``) and ``eval_metrics``, in eval mode."""
         if self.eval_data is None:
             raise ValueError("evaluate needs eval_data: pass it to the Trainer")
-        was_training = self.model.training
-        self.model.eval()
-        try:
+        with validate.eval_mode(self.model):
             total, count = 0.0, 0
             for batch in self.eval_data:
                 loss, _ = self._compute_loss(batch)
@@ -488,8 +497,6 @@ class Trainer:
             result = {"loss": total / count}
             if self.eval_metrics is not None:
                 result.update({k: float(v) for k, v in self.eval_metrics(self.model).items()})
-        finally:
-            self.model.train(was_training)
         return result
 
     def _after_eval(self, result: dict[str, float]) -> bool:
@@ -528,19 +535,7 @@ class Trainer:
         interruption or a resume carries on to the same goal), or for ``epochs`` passes over
         ``train_data`` (which then needs a length). Returns the ``History`` (also ``self.history``).
         """
-        if (steps is None) == (epochs is None):
-            raise ValueError("fit needs exactly one of steps=... or epochs=...")
-        if epochs is not None:
-            if not isinstance(epochs, int) or epochs < 1:
-                raise ValueError(f"epochs must be a positive int, got {epochs!r}")
-            try:
-                per_epoch = len(self.train_data)  # type: ignore[arg-type]
-            except TypeError:
-                raise TypeError("fit(epochs=...) needs train_data with a len(); use steps=...") from None
-            steps = math.ceil(epochs * per_epoch / self.grad_accum_steps)
-        if not isinstance(steps, int) or steps < 1:
-            raise ValueError(f"steps must be a positive int, got {steps!r}")
-
+        steps = self._goal(steps, epochs)
         h = self.history
         h.interrupted = False
         if h.step >= steps:
@@ -563,24 +558,17 @@ class Trainer:
                     for key, value in extras.items():
                         window_extras.setdefault(key, []).append(value)
                     if len(window) == self.log_every or h.step == steps:
-                        h.train_steps.append(h.step)
-                        h.train_loss.append(sum(window) / len(window))
-                        h.learning_rate.append(self.optimizer.param_groups[0]["lr"])
-                        h.grad_norm.append(norm)
-                        for key, values in window_extras.items():
-                            h.extras.setdefault(key, []).append(sum(values) / len(values))
+                        self._log(window, window_extras, norm)
                         bar.set_postfix(loss=f"{h.train_loss[-1]:.4f}", refresh=False)
                         window, window_extras = [], {}
                     bar.update(1)
                     stop = False
-                    if self.eval_data is not None and self.eval_every and h.step % self.eval_every == 0:
+                    if self.eval_data is not None and self._due(self.eval_every):
                         stop = self._after_eval(self.evaluate())
                         evaluated_at = h.step
-                        if plot:
-                            plot.update(h, force=True)
-                    elif plot:
-                        plot.update(h)
-                    if self.checkpoint_path and self.checkpoint_every and h.step % self.checkpoint_every == 0:
+                    if plot:
+                        plot.update(h, force=evaluated_at == h.step)  # always redraw after an evaluation
+                    if self.checkpoint_path and self._due(self.checkpoint_every):
                         self.save_checkpoint()
                     if stop:
                         h.stopped_early = True
@@ -603,6 +591,33 @@ class Trainer:
             plot.update(h, force=True)
         self._report()
         return h
+
+    def _due(self, every: int | None) -> bool:
+        """Whether the step just finished is a multiple of ``every`` (never when ``every`` is None)."""
+        return every is not None and self.history.step % every == 0
+
+    def _goal(self, steps: int | None, epochs: int | None) -> int:
+        """The step count ``fit`` trains to: ``steps``, or ``epochs`` passes over ``train_data``."""
+        if (steps is None) == (epochs is None):
+            raise ValueError("fit needs exactly one of steps=... or epochs=...")
+        if epochs is not None:
+            validate.positive_int(epochs, "epochs", "fit")
+            try:
+                per_epoch = len(self.train_data)  # type: ignore[arg-type]
+            except TypeError:
+                raise TypeError("fit(epochs=...) needs train_data with a len(); use steps=...") from None
+            steps = math.ceil(epochs * per_epoch / self.grad_accum_steps)
+        return validate.positive_int(steps, "steps", "fit")
+
+    def _log(self, losses: list[float], extras: dict[str, list[float]], grad_norm: float) -> None:
+        """One logged point: the mean of the steps since the last one, the rate and the gradient norm."""
+        h = self.history
+        h.train_steps.append(h.step)
+        h.train_loss.append(sum(losses) / len(losses))
+        h.learning_rate.append(self.optimizer.param_groups[0]["lr"])
+        h.grad_norm.append(grad_norm)
+        for key, values in extras.items():
+            h.extras.setdefault(key, []).append(sum(values) / len(values))
 
     def _report(self) -> None:
         h = self.history
@@ -656,3 +671,102 @@ class Trainer:
         if per_epoch:
             self._skip_batches = (self.history.step * self.grad_accum_steps) % per_epoch
         return self.history
+
+
+# ---- the optimizer and the learning-rate schedules ---------------------------------------------
+def build_optimizer(
+    model: torch.nn.Module,
+    lr: float,
+    weight_decay: float,
+    *,
+    betas: tuple[float, float] = (0.9, 0.95),
+    eps: float = 1e-8,
+    decay_embeddings: bool = False,
+) -> torch.optim.AdamW:
+    """AdamW with weight decay on the weight matrices only.
+
+    Biases and LayerNorm weights (1-D) are not decayed: shrinking them towards 0 does not make the
+    model simpler, it only fights the normalisation. Embedding tables are decayed only with
+    ``decay_embeddings`` (GPT-2 and nanoGPT leave them alone; BERT's recipe decays them).
+
+    Args:
+        model: its trainable parameters are split into the two groups.
+        lr: the peak learning rate.
+        weight_decay: the decay of the matrices' group.
+        betas, eps: AdamW's; GPT's recipe uses (0.9, 0.95), BERT's (RoBERTa's) (0.9, 0.98) and 1e-6.
+        decay_embeddings: also decay parameters whose name contains "embedding".
+    """
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        matrix = param.dim() >= 2 and (decay_embeddings or "embedding" not in name)
+        (decay if matrix else no_decay).append(param)
+    return torch.optim.AdamW(
+        [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=lr, betas=betas, eps=eps,
+    )
+
+
+def _check_schedule(caller: str, optimizer: Any, *, warmup: int, total: int | None = None,
+                    warmup_name: str = "warmup", min_warmup: int = 0) -> None:
+    """The schedules' arguments: an optimizer, a warm-up of ``min_warmup`` or more steps, a positive total."""
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise TypeError(f"{caller} expected a torch.optim.Optimizer, got {type(optimizer).__name__}")
+    validate.positive_int(warmup, warmup_name, caller, minimum=min_warmup)
+    if total is not None:
+        validate.positive_int(total, "total", caller)
+
+
+def warmup_inverse_sqrt(optimizer: torch.optim.Optimizer, warmup_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """The Transformer paper's learning-rate schedule, scaled so the peak is the optimizer's ``lr``.
+
+    The rate grows linearly for ``warmup_steps`` steps (Adam's moment estimates are noisy at the
+    start, and large early updates can wreck a fresh network), then decays as ``1 / sqrt(step)``:
+    ``lr(step) = lr * min(step / warmup, sqrt(warmup / step))``.
+
+    Returns:
+        A ``LambdaLR`` to step once per optimizer step (the ``Trainer``'s ``scheduler=``).
+
+    Explained and used in notebook 07, section 5.
+    """
+    _check_schedule("warmup_inverse_sqrt", optimizer, warmup=warmup_steps, warmup_name="warmup_steps", min_warmup=1)
+
+    def factor(step: int) -> float:
+        step = step + 1
+        return min(step / warmup_steps, math.sqrt(warmup_steps / step))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def warmup_cosine(optimizer: torch.optim.Optimizer, warmup: int, total: int, floor: float = 0.1):
+    """Learning rate rising linearly over ``warmup`` steps, then a cosine down to ``floor`` x lr at ``total``.
+
+    The schedule of the shipped GPT (``python -m course_lib.pretrain gpt``), as in GPT-3 and nanoGPT.
+    ``warmup=0`` starts at the peak.
+    """
+    _check_schedule("warmup_cosine", optimizer, warmup=warmup, total=total)
+    validate.number(floor, "floor", "warmup_cosine", low=0.0, high=1.0)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = min(1.0, (step - warmup) / max(1, total - warmup))
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def linear_warmup_decay(optimizer: torch.optim.Optimizer, warmup: int, total: int):
+    """Learning rate rising linearly over ``warmup`` steps, then falling linearly to 0 at ``total``.
+
+    BERT's schedule (the shipped BERT's and the fine-tuning recipe's). ``warmup=0`` starts at the peak.
+    """
+    _check_schedule("linear_warmup_decay", optimizer, warmup=warmup, total=total)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return max(0.0, (total - step) / max(1, total - warmup))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)

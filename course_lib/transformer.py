@@ -15,18 +15,19 @@ Pieces, each a module you can use on its own: ``LayerNorm`` (by hand, equal to `
 ``FeedForward``, ``EncoderLayer`` / ``DecoderLayer`` (pre-LN or post-LN with residual connections
 and dropout), ``Encoder``, ``Decoder``, ``Seq2SeqTransformer``. Masks: ``source_mask`` and
 ``decoder_mask`` (causal AND target padding). Decoding: ``greedy_decode``, ``beam_search_step``,
-``beam_search``. Training helpers: ``warmup_inverse_sqrt`` (the paper's learning-rate schedule); BLEU is
+``beam_search``. The paper's learning-rate schedule is ``course_lib.train.warmup_inverse_sqrt``; BLEU is
 ``course_lib.metrics.bleu``.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from course_lib import _validate as validate
 from course_lib.attention import MultiHeadAttention, causal_mask
 from course_lib.positional import SinusoidalPositionalEmbedding
 
@@ -44,31 +45,15 @@ __all__ = [
     "greedy_decode",
     "beam_search_step",
     "beam_search",
-    "warmup_inverse_sqrt",
+    "ACTIVATIONS",
 ]
-
-
-def _shape(t: torch.Tensor) -> tuple[int, ...]:
-    return tuple(t.shape)
-
-
-def _positive_int(value, name: str, caller: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{caller} expected a positive int {name}, got {value!r}")
-    return value
-
-
-def _dropout_p(value, caller: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
-        raise ValueError(f"{caller} expected 0 <= dropout < 1, got {value!r}")
-    return float(value)
 
 
 def _check_ids(ids, name: str, caller: str) -> torch.Tensor:
     if not isinstance(ids, torch.Tensor):
         raise TypeError(f"{caller} expected {name} as a torch.Tensor of token ids, got {type(ids).__name__}")
     if ids.dim() != 2:
-        raise ValueError(f"{caller} expected {name} of shape (batch, seq) token ids, got {_shape(ids)}")
+        raise ValueError(f"{caller} expected {name} of shape (batch, seq) token ids, got {tuple(ids.shape)}")
     if ids.is_floating_point() or ids.dtype == torch.bool:
         raise TypeError(f"{caller} expected integer token ids for {name}, got dtype {ids.dtype}")
     return ids
@@ -78,7 +63,7 @@ def _check_activations(x, d_model: int, name: str, caller: str) -> torch.Tensor:
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{caller} expected {name} as a torch.Tensor, got {type(x).__name__}")
     if x.dim() != 3 or x.shape[-1] != d_model:
-        raise ValueError(f"{caller} expected {name} of shape (batch, seq, d_model={d_model}), got {_shape(x)}")
+        raise ValueError(f"{caller} expected {name} of shape (batch, seq, d_model={d_model}), got {tuple(x.shape)}")
     return x
 
 
@@ -112,8 +97,8 @@ def layer_norm(
         raise ValueError(f"{caller} expected x with at least one dimension (..., d), got a 0-dim tensor")
     d = x.shape[-1]
     for name, p in (("weight", weight), ("bias", bias)):
-        if p is not None and _shape(p) != (d,):
-            raise ValueError(f"{caller} expected {name} of shape ({d},) for x of shape {_shape(x)}, got {_shape(p)}")
+        if p is not None and tuple(p.shape) != (d,):
+            raise ValueError(f"{caller} expected {name} of shape ({d},) for x of shape {tuple(x.shape)}, got {tuple(p.shape)}")
     mean = x.mean(dim=-1, keepdim=True)
     var = (x - mean).pow(2).mean(dim=-1, keepdim=True)  # biased: divide by d
     y = (x - mean) / torch.sqrt(var + eps)
@@ -133,7 +118,7 @@ class LayerNorm(nn.Module):
 
     def __init__(self, d_model: int, eps: float = 1e-5) -> None:
         super().__init__()
-        _positive_int(d_model, "d_model", "LayerNorm")
+        validate.positive_int(d_model, "d_model", "LayerNorm")
         self.d_model, self.eps = d_model, eps
         self.weight = nn.Parameter(torch.ones(d_model))
         self.bias = nn.Parameter(torch.zeros(d_model))
@@ -144,42 +129,75 @@ class LayerNorm(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(..., d_model)`` -> same shape."""
         if isinstance(x, torch.Tensor) and x.dim() >= 1 and x.shape[-1] != self.d_model:
-            raise ValueError(f"LayerNorm({self.d_model}) expected x of shape (..., {self.d_model}), got {_shape(x)}")
+            raise ValueError(f"LayerNorm({self.d_model}) expected x of shape (..., {self.d_model}), got {tuple(x.shape)}")
         return layer_norm(x, self.weight, self.bias, self.eps)
 
 
 # ---- feed-forward ----------------------------------------------------------------------------
+class _QuickGELU(nn.Module):
+    """``x * sigmoid(1.702 x)``, the activation Hugging Face calls ``quick_gelu``."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.sigmoid(1.702 * x)
+
+
+def _tanh_gelu() -> nn.Module:
+    return nn.GELU(approximate="tanh")
+
+
+# The feed-forward activations of every model in the course, by the names Hugging Face configs use.
+# "gelu" is the exact GELU x * Phi(x) (BERT's); "gelu_new" and its aliases are the tanh
+# approximation (GPT-2's).
+ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
+    "relu": nn.ReLU,
+    "gelu": nn.GELU,
+    "gelu_python": nn.GELU,
+    "gelu_new": _tanh_gelu,
+    "gelu_fast": _tanh_gelu,
+    "gelu_pytorch_tanh": _tanh_gelu,
+    "gelu_python_tanh": _tanh_gelu,
+    "silu": nn.SiLU,
+    "swish": nn.SiLU,
+    "tanh": nn.Tanh,
+    "sigmoid": nn.Sigmoid,
+    "quick_gelu": _QuickGELU,
+}
+
+
 class FeedForward(nn.Module):
-    """The position-wise feed-forward network: ``W2 · dropout(relu(W1 · x + b1)) + b2``.
+    """The position-wise feed-forward network: ``fc_out(dropout(act(fc_in(x))))``.
 
     The same two-layer network is applied to every position independently (no mixing between
-    positions: that is attention's job). ``d_ff`` is usually ``4 * d_model``.
+    positions: that is attention's job). ``d_ff`` is usually ``4 * d_model``. The Transformer,
+    GPT and BERT all use this one; their blocks add the dropout on its output.
 
     Args:
         d_model: input and output size.
         d_ff: hidden size.
         dropout: dropout on the hidden activations (training only).
-        activation: ``"relu"`` (the paper) or ``"gelu"`` (GPT, BERT).
+        activation: a key of ``ACTIVATIONS``: ``"relu"`` (the 2017 paper), ``"gelu"`` (BERT),
+            ``"gelu_new"`` (GPT-2).
+
+    Built in notebook 07, section 2.
     """
 
     def __init__(self, d_model: int, d_ff: int, dropout: float = 0.0, activation: str = "relu") -> None:
         super().__init__()
-        _positive_int(d_model, "d_model", "FeedForward")
-        _positive_int(d_ff, "d_ff", "FeedForward")
-        if activation not in ("relu", "gelu"):
-            raise ValueError(f"FeedForward expected activation 'relu' or 'gelu', got {activation!r}")
-        self.d_model = d_model
-        self.linear1 = nn.Linear(d_model, d_ff)
-        self.linear2 = nn.Linear(d_ff, d_model)
-        self.dropout = nn.Dropout(_dropout_p(dropout, "FeedForward"))
-        self.activation = F.relu if activation == "relu" else F.gelu
+        self.d_model = validate.positive_int(d_model, "d_model", "FeedForward")
+        validate.positive_int(d_ff, "d_ff", "FeedForward")
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"FeedForward: unknown activation {activation!r}; choose one of {list(ACTIVATIONS)}")
+        self.fc_in = nn.Linear(d_model, d_ff)
+        self.activation = ACTIVATIONS[activation]()
+        self.dropout = nn.Dropout(validate.dropout_p(dropout, "FeedForward"))
+        self.fc_out = nn.Linear(d_ff, d_model)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``(..., d_model)`` -> ``(..., d_model)``."""
+        """``(..., d_model)`` -> ``(..., d_ff)`` -> ``(..., d_model)``."""
         if not isinstance(x, torch.Tensor) or x.dim() < 1 or x.shape[-1] != self.d_model:
-            got = _shape(x) if isinstance(x, torch.Tensor) else type(x).__name__
+            got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
             raise ValueError(f"FeedForward expected x of shape (..., d_model={self.d_model}), got {got}")
-        return self.linear2(self.dropout(self.activation(self.linear1(x))))
+        return self.fc_out(self.dropout(self.activation(self.fc_in(x))))
 
 
 # ---- blocks ----------------------------------------------------------------------------------
@@ -214,7 +232,7 @@ class EncoderLayer(nn.Module):
 
     def __init__(self, d_model: int, num_heads: int, d_ff: int, dropout: float = 0.1, norm_first: bool = True) -> None:
         super().__init__()
-        dropout = _dropout_p(dropout, "EncoderLayer")
+        dropout = validate.dropout_p(dropout, "EncoderLayer")
         self.d_model = d_model
         self.self_attn = MultiHeadAttention(d_model, num_heads, dropout=dropout)
         self.feed_forward = FeedForward(d_model, d_ff, dropout)
@@ -238,7 +256,7 @@ class DecoderLayer(nn.Module):
 
     def __init__(self, d_model: int, num_heads: int, d_ff: int, dropout: float = 0.1, norm_first: bool = True) -> None:
         super().__init__()
-        dropout = _dropout_p(dropout, "DecoderLayer")
+        dropout = validate.dropout_p(dropout, "DecoderLayer")
         self.d_model = d_model
         self.self_attn = MultiHeadAttention(d_model, num_heads, dropout=dropout)
         self.cross_attn = MultiHeadAttention(d_model, num_heads, dropout=dropout)
@@ -282,7 +300,7 @@ class Encoder(nn.Module):
     def __init__(self, num_layers: int, d_model: int, num_heads: int, d_ff: int,
                  dropout: float = 0.1, norm_first: bool = True) -> None:
         super().__init__()
-        _positive_int(num_layers, "num_layers", "Encoder")
+        validate.positive_int(num_layers, "num_layers", "Encoder")
         self.layers = nn.ModuleList(
             EncoderLayer(d_model, num_heads, d_ff, dropout, norm_first) for _ in range(num_layers)
         )
@@ -301,7 +319,7 @@ class Decoder(nn.Module):
     def __init__(self, num_layers: int, d_model: int, num_heads: int, d_ff: int,
                  dropout: float = 0.1, norm_first: bool = True) -> None:
         super().__init__()
-        _positive_int(num_layers, "num_layers", "Decoder")
+        validate.positive_int(num_layers, "num_layers", "Decoder")
         self.layers = nn.ModuleList(
             DecoderLayer(d_model, num_heads, d_ff, dropout, norm_first) for _ in range(num_layers)
         )
@@ -383,8 +401,8 @@ class Seq2SeqTransformer(nn.Module):
         caller = "Seq2SeqTransformer"
         for name, value in (("src_vocab_size", src_vocab_size), ("tgt_vocab_size", tgt_vocab_size),
                             ("d_model", d_model), ("max_len", max_len)):
-            _positive_int(value, name, caller)
-        dropout = _dropout_p(dropout, caller)
+            validate.positive_int(value, name, caller)
+        dropout = validate.dropout_p(dropout, caller)
         if d_model % 2:
             raise ValueError(f"{caller} expected an even d_model (sinusoidal positions), got {d_model}")
         self.d_model, self.pad_id, self.max_len = d_model, pad_id, max_len
@@ -430,7 +448,7 @@ class Seq2SeqTransformer(nn.Module):
         """
         tgt = _check_ids(tgt, "tgt", "Seq2SeqTransformer.decode")
         if memory.shape[0] != tgt.shape[0]:
-            raise ValueError(f"Seq2SeqTransformer.decode: memory {_shape(memory)} and tgt {_shape(tgt)} "
+            raise ValueError(f"Seq2SeqTransformer.decode: memory {tuple(memory.shape)} and tgt {tuple(tgt.shape)} "
                              "must have the same batch size")
         y, weights = self.decoder(self._embed(tgt, self.tgt_embed, "tgt"), memory,
                                   decoder_mask(tgt, self.pad_id), src_mask, need_weights=need_weights)
@@ -445,7 +463,7 @@ class Seq2SeqTransformer(nn.Module):
         tgt = _check_ids(tgt, "tgt", "Seq2SeqTransformer")
         if src.shape[0] != tgt.shape[0]:
             raise ValueError(f"Seq2SeqTransformer expected src and tgt with one batch size, got "
-                             f"{_shape(src)} and {_shape(tgt)}")
+                             f"{tuple(src.shape)} and {tuple(tgt.shape)}")
         memory, mask = self.encode(src)
         logits, weights = self.decode(tgt, memory, mask, need_weights=need_weights)
         return (logits, weights) if need_weights else logits
@@ -456,11 +474,10 @@ def _check_decode_args(model, src, max_len, bos_id, eos_id, caller):
     if not isinstance(model, Seq2SeqTransformer):
         raise TypeError(f"{caller} expected a Seq2SeqTransformer, got {type(model).__name__}")
     src = _check_ids(src, "src", caller)
-    _positive_int(max_len, "max_len", caller)
+    validate.positive_int(max_len, "max_len", caller)
     vocab = model.out_proj.out_features
     for name, value in (("bos_id", bos_id), ("eos_id", eos_id)):
-        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < vocab:
-            raise ValueError(f"{caller} expected {name} an int in [0, {vocab}), got {value!r}")
+        validate.positive_int(value, name, caller, minimum=0, maximum=vocab - 1)
     if max_len + 1 > model.max_len:
         raise ValueError(f"{caller}: max_len={max_len} (+1 for BOS) exceeds the model's max_len={model.max_len}")
     return src.to(next(model.parameters()).device)
@@ -481,9 +498,7 @@ def greedy_decode(model: Seq2SeqTransformer, src: torch.Tensor, max_len: int, bo
         (no EOS if ``max_len`` ran out). Decoding stops once every row has its EOS.
     """
     src = _check_decode_args(model, src, max_len, bos_id, eos_id, "greedy_decode")
-    was_training = model.training
-    model.eval()
-    try:
+    with validate.eval_mode(model):
         memory, mask = model.encode(src)
         out = torch.full((src.shape[0], 1), bos_id, dtype=torch.long, device=src.device)
         done = torch.zeros(src.shape[0], dtype=torch.bool, device=src.device)
@@ -495,8 +510,6 @@ def greedy_decode(model: Seq2SeqTransformer, src: torch.Tensor, max_len: int, bo
             done |= nxt == eos_id
             if done.all():
                 break
-    finally:
-        model.train(was_training)
     return out
 
 
@@ -520,13 +533,13 @@ def beam_search_step(
     """
     caller = "beam_search_step"
     if not isinstance(log_probs, torch.Tensor) or log_probs.dim() != 3:
-        got = _shape(log_probs) if isinstance(log_probs, torch.Tensor) else type(log_probs).__name__
+        got = tuple(log_probs.shape) if isinstance(log_probs, torch.Tensor) else type(log_probs).__name__
         raise ValueError(f"{caller} expected log_probs of shape (batch, beams, vocab), got {got}")
-    if not isinstance(beam_scores, torch.Tensor) or _shape(beam_scores) != _shape(log_probs)[:2]:
-        got = _shape(beam_scores) if isinstance(beam_scores, torch.Tensor) else type(beam_scores).__name__
-        raise ValueError(f"{caller} expected beam_scores of shape {_shape(log_probs)[:2]} (batch, beams), got {got}")
+    if not isinstance(beam_scores, torch.Tensor) or tuple(beam_scores.shape) != tuple(log_probs.shape)[:2]:
+        got = tuple(beam_scores.shape) if isinstance(beam_scores, torch.Tensor) else type(beam_scores).__name__
+        raise ValueError(f"{caller} expected beam_scores of shape {tuple(log_probs.shape)[:2]} (batch, beams), got {got}")
     batch, beams, vocab = log_probs.shape
-    _positive_int(beam_width, "beam_width", caller)
+    validate.positive_int(beam_width, "beam_width", caller)
     if beam_width > beams * vocab:
         raise ValueError(f"{caller}: beam_width={beam_width} exceeds the {beams * vocab} candidates")
     candidates = (beam_scores[:, :, None] + log_probs).reshape(batch, beams * vocab)
@@ -561,12 +574,10 @@ def beam_search(
     """
     caller = "beam_search"
     src = _check_decode_args(model, src, max_len, bos_id, eos_id, caller)
-    _positive_int(beam_width, "beam_width", caller)
+    validate.positive_int(beam_width, "beam_width", caller)
     if not isinstance(length_penalty, (int, float)) or length_penalty < 0:
         raise ValueError(f"{caller} expected length_penalty >= 0, got {length_penalty!r}")
-    was_training = model.training
-    model.eval()
-    try:
+    with validate.eval_mode(model):
         batch, k, dev = src.shape[0], beam_width, src.device
         memory, mask = model.encode(src)
         memory = memory.repeat_interleave(k, dim=0)  # (batch * k, S, d)
@@ -595,28 +606,4 @@ def beam_search(
         best = ranked.argmax(dim=-1)  # (batch,)
         rows = torch.arange(batch, device=dev)
         out = seqs[rows, best][:, : 1 + int(lengths[rows, best].max())]  # drop all-padding columns
-    finally:
-        model.train(was_training)
     return out
-
-
-# ---- training helpers ------------------------------------------------------------------------
-def warmup_inverse_sqrt(optimizer: torch.optim.Optimizer, warmup_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
-    """The paper's learning-rate schedule, scaled so the peak is the optimizer's ``lr``.
-
-    The rate grows linearly for ``warmup_steps`` steps (Adam's moment estimates are noisy at the
-    start, and large early updates can wreck a fresh network), then decays as ``1 / sqrt(step)``:
-    ``lr(step) = lr * min(step / warmup, sqrt(warmup / step))``.
-
-    Returns:
-        A ``LambdaLR`` to step once per optimizer step (the ``Trainer``'s ``scheduler=``).
-    """
-    _positive_int(warmup_steps, "warmup_steps", "warmup_inverse_sqrt")
-    if not isinstance(optimizer, torch.optim.Optimizer):
-        raise TypeError(f"warmup_inverse_sqrt expected a torch.optim.Optimizer, got {type(optimizer).__name__}")
-
-    def factor(step: int) -> float:
-        step = step + 1
-        return min(step / warmup_steps, math.sqrt(warmup_steps / step))
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)

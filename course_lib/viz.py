@@ -25,6 +25,8 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
+from course_lib import _validate as validate
+
 __all__ = [
     "attention_heatmap",
     "attention_heads_grid",
@@ -193,8 +195,7 @@ def attention_heads_grid(
             f"{caller} expected (heads, n_queries, n_keys), got shape {stack.shape}; for a "
             "(batch, heads, n_q, n_k) tensor pick one example first, e.g. weights[0]"
         )
-    if isinstance(ncols, bool) or not isinstance(ncols, int) or ncols < 1:
-        raise ValueError(f"{caller} expected a positive int ncols, got {ncols!r}")
+    ncols = validate.positive_int(ncols, "ncols", caller)
     heads, n_q, n_k = stack.shape
     if y_tokens is None and x_tokens is not None and n_q == n_k:
         y_tokens = x_tokens
@@ -369,9 +370,7 @@ class AttentionData:
 
 
 def _check_index(value, size: int, what: str, caller: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < size:
-        raise ValueError(f"{caller} expected {what} to be an int in 0..{size - 1}, got {value!r}")
-    return value
+    return validate.positive_int(value, what, caller, minimum=0, maximum=size - 1)
 
 
 def _layer_list(attentions, caller: str) -> list[torch.Tensor]:
@@ -476,13 +475,10 @@ def to_bertviz(
     _check_index(example, batch, "example (the batch element)", caller)
     words = _check_tokens(tokens, seq, caller)
     if sentence_b_start is not None:
-        if isinstance(sentence_b_start, bool) or not isinstance(sentence_b_start, int) or not 0 < sentence_b_start < seq:
-            raise ValueError(
-                f"{caller} expected sentence_b_start to be a position 1..{seq - 1} (sentence B's first "
-                f"token), got {sentence_b_start!r}"
-            )
-    if decimals is not None and (isinstance(decimals, bool) or not isinstance(decimals, int) or not 1 <= decimals <= 8):
-        raise ValueError(f"{caller} expected decimals to be None or an int 1..8, got {decimals!r}")
+        # Position 0 is [CLS], so sentence B starts at 1 at the earliest.
+        validate.positive_int(sentence_b_start, "sentence_b_start (sentence B's first token)", caller, maximum=seq - 1)
+    if decimals is not None:
+        decimals = validate.positive_int(decimals, "decimals", caller, maximum=8)
     out = []
     for a in layers:
         one = a[example : example + 1].detach().to("cpu", torch.float32, copy=True)
@@ -550,8 +546,8 @@ def model_attentions(
         raise ValueError(
             f"{caller}: sentence pairs (text_pair) are BERT's idea; GPT reads one text: join the two"
         )
-    if max_length is not None and (isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 2):
-        raise ValueError(f"{caller} expected max_length to be None or an int >= 2, got {max_length!r}")
+    if max_length is not None:
+        validate.positive_int(max_length, "max_length", caller, minimum=2)
     if not callable(tokenizer) or not hasattr(tokenizer, "convert_ids_to_tokens"):
         raise TypeError(
             f"{caller} expected a transformers tokenizer (callable, with convert_ids_to_tokens), got "
@@ -571,32 +567,27 @@ def model_attentions(
         sentence_b_start = int((types[0] == 1).nonzero()[0, 0])
     device = next(model.parameters()).device
     inputs = {k: v.to(device) for k, v in enc.items() if isinstance(v, torch.Tensor)}
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            if kind == "gpt":
-                attentions = model(inputs["input_ids"], output_attentions=True).attentions
-            elif kind == "bert":
-                attentions = model(inputs["input_ids"], inputs.get("token_type_ids"),
-                                   inputs.get("attention_mask"), output_attentions=True).attentions
-            else:
-                import inspect
+    with validate.eval_mode(model), torch.no_grad():
+        if kind == "gpt":
+            attentions = model(inputs["input_ids"], output_attentions=True).attentions
+        elif kind == "bert":
+            attentions = model(inputs["input_ids"], inputs.get("token_type_ids"),
+                               inputs.get("attention_mask"), output_attentions=True).attentions
+        else:
+            import inspect
 
-                accepted = inspect.signature(model.forward).parameters
-                kwargs = {k: v for k, v in inputs.items()
-                          if k in ("input_ids", "token_type_ids", "attention_mask") and k in accepted}
-                attentions = getattr(model(**kwargs, output_attentions=True), "attentions", None)
-                if not attentions or any(a is None for a in attentions):
-                    impl = getattr(model.config, "_attn_implementation", "unknown")
-                    raise ValueError(
-                        f"{caller}: {type(model).__name__} (attention implementation {impl!r}) returned "
-                        "no attention weights: load it with attn_implementation=\"eager\" or call "
-                        "model.set_attn_implementation(\"eager\") (transformers 5's default, sdpa, "
-                        "computes no weights)"
-                    )
-    finally:
-        model.train(was_training)
+            accepted = inspect.signature(model.forward).parameters
+            kwargs = {k: v for k, v in inputs.items()
+                      if k in ("input_ids", "token_type_ids", "attention_mask") and k in accepted}
+            attentions = getattr(model(**kwargs, output_attentions=True), "attentions", None)
+            if not attentions or any(a is None for a in attentions):
+                impl = getattr(model.config, "_attn_implementation", "unknown")
+                raise ValueError(
+                    f"{caller}: {type(model).__name__} (attention implementation {impl!r}) returned "
+                    "no attention weights: load it with attn_implementation=\"eager\" or call "
+                    "model.set_attn_implementation(\"eager\") (transformers 5's default, sdpa, "
+                    "computes no weights)"
+                )
     tokens = tokenizer.convert_ids_to_tokens(ids[0].tolist())
     return to_bertviz(attentions, tokens, sentence_b_start=sentence_b_start, decimals=decimals)
 
@@ -680,7 +671,7 @@ def load_attention_model(
         fallback: which course model replaces it offline, ``"gpt"`` or ``"bert"``; None: ``"gpt"``
             when the name contains "gpt", else ``"bert"``.
         fallback_folder: load the fallback from this folder (a course checkpoint written by
-            ``course_lib.gpt.save_pretrained`` / ``course_lib.bert.save_pretrained``) instead of
+            ``course_lib.checkpoint.save_pretrained``) instead of
             the shipped ``assets/``.
         device: where to put the model.
         timeout: seconds to wait for the hub.
@@ -714,15 +705,12 @@ def load_attention_model(
             reason = f"loading it failed ({type(exc).__name__})"
     print(f"{name!r} is not available ({reason}): using the course {fallback.upper()} checkpoint "
           "instead, converted to a transformers model.")
-    if fallback == "gpt":
-        from course_lib import gpt
+    from course_lib.checkpoint import load_pretrained
 
-        course, tokenizer, _ = gpt.load_pretrained(fallback_folder, device=device)
+    course, tokenizer, _ = load_pretrained(fallback_folder or fallback, device=device)
+    if fallback == "gpt":
         model = course.to_hf(attn_implementation="eager")
     else:
-        from course_lib import bert
-
-        course, tokenizer, _ = bert.load_pretrained(fallback_folder, device=device)
         model = course.to_hf()
         model.set_attn_implementation("eager")
     if tokenizer is None:
@@ -788,8 +776,7 @@ def strongest_links(
     caller = "strongest_links"
     matrix = _square_or_matrix(weights, caller)
     n_q, n_k = matrix.shape
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise ValueError(f"{caller} expected a positive int k, got {k!r}")
+    k = validate.positive_int(k, "k", caller)
     if x_tokens is None and tokens is not None and n_q == n_k:
         x_tokens = tokens
     y_labels = _labels(tokens, n_q, "tokens (queries, rows)", caller) or [str(i) for i in range(n_q)]
@@ -849,8 +836,8 @@ def attention_links(
     x_labels = _labels(x_tokens, n_k, "x_tokens (keys, right)", caller)
     if y_labels is None or x_labels is None:
         raise ValueError(f"{caller} needs the tokens to write beside the lines")
-    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
-        raise ValueError(f"{caller} expected top_k to be None or a positive int, got {top_k!r}")
+    if top_k is not None:
+        top_k = validate.positive_int(top_k, "top_k", caller)
     if highlight is not None:
         _check_index(highlight, n_q, "highlight (a query position)", caller)
     if ax is None:
@@ -956,8 +943,8 @@ def attention_layers_grid(
     )
     if vmax is None:
         vmax = float(stack[layers][:, heads].max())
-    elif isinstance(vmax, bool) or not isinstance(vmax, (int, float)) or not vmax > 0:
-        raise ValueError(f"{caller} expected vmax to be None or a positive number, got {vmax!r}")
+    else:
+        vmax = validate.number(vmax, "vmax", caller, low=0, low_open=True)
     vmax = max(float(vmax), 1e-6)
     image = None
     for r, layer in enumerate(layers):
@@ -1058,8 +1045,7 @@ def previous_token_score(weights, offset: int = 1) -> torch.Tensor:
     caller = "previous_token_score"
     p = _stat_input(weights, caller, square=True)
     n = p.shape[-1]
-    if isinstance(offset, bool) or not isinstance(offset, int) or abs(offset) >= n:
-        raise ValueError(f"{caller} expected an int offset with |offset| < seq = {n}, got {offset!r}")
+    offset = validate.positive_int(offset, "offset", caller, minimum=1 - n, maximum=n - 1)  # |offset| < seq
     return torch.diagonal(p, offset=-offset, dim1=-2, dim2=-1).mean(-1)
 
 
@@ -1155,8 +1141,7 @@ def top_heads(scores, k: int = 3, *, largest: bool = True) -> list[tuple[int, in
     values = torch.as_tensor(_to_numpy(scores, "scores", "top_heads"))
     if values.dim() != 2:
         raise ValueError(f"top_heads expected (layers, heads) scores, got shape {tuple(values.shape)}")
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise ValueError(f"top_heads expected a positive int k, got {k!r}")
+    k = validate.positive_int(k, "k", "top_heads")
     best = torch.topk(values.flatten(), min(k, values.numel()), largest=largest)
     n_heads = values.shape[1]
     return [(int(i) // n_heads, int(i) % n_heads, float(v)) for v, i in zip(best.values, best.indices)]

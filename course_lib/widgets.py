@@ -21,6 +21,7 @@ from collections.abc import Sequence
 
 import torch
 
+from course_lib import _validate as validate
 from course_lib.attention import causal_mask, scaled_dot_product_attention
 from course_lib.positional import apply_rotary, sinusoidal_encoding
 
@@ -106,11 +107,10 @@ class SoftmaxTemperatureExplorer(_Explorer):
             raise ValueError(
                 f"SoftmaxTemperatureExplorer: {len(labels)} labels for {scores.numel()} scores"
             )
-        if not 0 < min_temperature <= temperature <= max_temperature:
-            raise ValueError(
-                "SoftmaxTemperatureExplorer expected 0 < min_temperature <= temperature <= "
-                f"max_temperature, got {min_temperature}, {temperature}, {max_temperature}"
-            )
+        caller = "SoftmaxTemperatureExplorer"  # 0 < min_temperature <= temperature <= max_temperature
+        min_temperature = validate.number(min_temperature, "min_temperature", caller, low=0, low_open=True)
+        max_temperature = validate.number(max_temperature, "max_temperature", caller, low=min_temperature)
+        temperature = validate.number(temperature, "temperature", caller, low=min_temperature, high=max_temperature)
         self.scores, self.labels = scores, [str(label) for label in labels]
         self.slider = w.FloatLogSlider(
             value=temperature, base=10, min=math.log10(min_temperature),
@@ -191,8 +191,7 @@ class AttentionExplorer(_Explorer):
             )
         if query is None:
             query = T - 1
-        if isinstance(query, bool) or not isinstance(query, int) or not 0 <= query < T:
-            raise ValueError(f"{caller} expected query to be a position 0..{T - 1}, got {query!r}")
+        query = validate.positive_int(query, "query (a position)", caller, minimum=0, maximum=T - 1)
         self.tokens = [str(t) for t in tokens]
         self.queries, self.keys = queries, keys
         self.query = w.Dropdown(
@@ -397,10 +396,8 @@ class AttentionViewer(_Explorer):
         first = next(iter(examples.values()))
         shape = (first.num_layers, first.num_heads)
         for value, size, what in ((layer, shape[0], "layer"), (head, shape[1], "head")):
-            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < size:
-                raise ValueError(f"{caller} expected {what} in 0..{size - 1}, got {value!r}")
-        if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
-            raise ValueError(f"{caller} expected a positive int top_k, got {top_k!r}")
+            validate.positive_int(value, what, caller, minimum=0, maximum=size - 1)
+        top_k = validate.positive_int(top_k, "top_k", caller)
         self.examples = dict(examples)
         self.example = w.Dropdown(options=list(self.examples), description="input")
         self.layer = w.IntSlider(value=layer, min=0, max=shape[0] - 1, description="layer",

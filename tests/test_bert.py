@@ -10,23 +10,17 @@ from transformers import BertForPreTraining, BertModel
 
 from course_lib import data
 from course_lib.bench import time_interleaved
-from course_lib.bert import (
-    ACTIVATIONS,
-    Bert,
-    BertConfig,
-    BertOutput,
+from course_lib.bert import Bert, BertConfig, BertOutput, fill_mask, neighbour_heads_init
+from course_lib.checkpoint import CheckpointError, load_pretrained, load_weights, save_pretrained
+from course_lib.objectives import IGNORE_INDEX, make_nsp_pairs
+from course_lib.pretraining import (
     PretrainingBatches,
     encode_pairs,
     evaluate_pretraining,
-    fill_mask,
-    load_pretrained,
-    neighbour_heads_init,
     pack_segments,
     pretraining_loss,
-    save_pretrained,
 )
-from course_lib.checkpoint import CheckpointError, load_weights
-from course_lib.objectives import IGNORE_INDEX, make_nsp_pairs
+from course_lib.transformer import ACTIVATIONS
 
 RANDOM_CONFIGS = [
     dict(vocab_size=97, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
@@ -184,7 +178,7 @@ def test_tied_decoder_shares_the_embedding_matrix_and_pad_gets_no_lookup_gradien
     assert model.mlm_decoder.weight is model.embeddings.word.weight
     assert torch.equal(model.embeddings.word.weight[0], torch.zeros(16))
     untied = Bert(BertConfig(vocab_size=30, d_model=16, num_layers=1, num_heads=2, max_len=8,
-                             tie_word_embeddings=False))
+                             tie_embeddings=False))
     assert untied.num_parameters() == model.num_parameters() + 30 * 16
 
 
@@ -235,7 +229,7 @@ def test_inputs_are_validated_with_clear_messages():
         model(ids[0])
     with pytest.raises(ValueError, match="8 positions"):
         model(torch.randint(0, 30, (2, 9)))
-    with pytest.raises(ValueError, match="tokenizer match"):
+    with pytest.raises(ValueError, match="this model.s tokenizer"):
         model(ids + 30)
     with pytest.raises(ValueError, match="token_type_ids"):
         model(ids, torch.full_like(ids, 2))
@@ -388,7 +382,7 @@ def test_save_and_load_pretrained_strictly(tmp_path, tokenizer):
 # ---- the shipped checkpoint -----------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def shipped_test_scores():
-    model, tokenizer, meta = load_pretrained()  # strict: no missing or unexpected weights
+    model, tokenizer, meta = load_pretrained("bert")  # strict: no missing or unexpected weights
     assert meta["settings"]["command"].startswith("python -m course_lib.pretrain bert")
     segment = meta["settings"].get("segment_tokens")
     test_docs = data.load_corpus("wiki").test
@@ -420,7 +414,7 @@ def test_shipped_checkpoint_was_made_by_the_current_recipe():
     """`python -m course_lib.pretrain bert` with its defaults rebuilds the shipped checkpoint."""
     from course_lib.pretrain.bert import DEFAULTS
 
-    model, _, meta = load_pretrained()
+    model, _, meta = load_pretrained("bert")
     settings = meta["settings"]
     recipe = "python -m course_lib.pretrain bert"
     assert settings["command"].startswith(recipe), settings["command"]

@@ -149,3 +149,42 @@ def test_pretrain_dispatcher_refuses_unknown_models(capsys):
 
     assert main(["nope"]) == 2
     assert "usage" in capsys.readouterr().err
+
+
+# ---- save_pretrained / load_pretrained: one pair for every course model ------------------------
+def _tiny_models():
+    from course_lib.bert import Bert, BertConfig
+    from course_lib.gpt import GPT, GPTConfig
+
+    torch.manual_seed(0)
+    return [GPT(GPTConfig(vocab_size=30, max_len=12, d_model=16, num_layers=2, num_heads=2)),
+            Bert(BertConfig(vocab_size=30, d_model=16, num_layers=1, num_heads=2, max_len=12))]
+
+
+@pytest.mark.parametrize("index, kind", [(0, "gpt"), (1, "bert")])
+def test_save_and_load_pretrained_rebuild_either_model(tmp_path, index, kind):
+    model = _tiny_models()[index]
+    path = checkpoint.save_pretrained(model, None, tmp_path, settings={"steps": 3})
+    assert path.name == "model.safetensors"
+    loaded, tokenizer, meta = checkpoint.load_pretrained(tmp_path)
+    assert type(loaded) is type(model) and loaded.config == model.config and not loaded.training
+    assert meta["model"] == kind and meta["settings"] == {"steps": 3} and meta["dtype"] == "float16"
+    assert tokenizer is None
+    for name, value in model.state_dict().items():  # float16 on disk, float32 again in the model
+        assert torch.equal(loaded.state_dict()[name], value.half().float()), name
+    tied = [(a, b) for a, b in checkpoint._shared_names(model.state_dict()).items()]
+    assert tied and all(loaded.state_dict()[a].data_ptr() == loaded.state_dict()[b].data_ptr() for a, b in tied)
+
+
+def test_load_pretrained_names_the_shipped_models_and_refuses_other_files(tmp_path):
+    with pytest.raises(TypeError, match="course's models"):
+        checkpoint.save_pretrained(nn.Linear(2, 2), None, tmp_path)
+    checkpoint.save_weights(nn.Linear(2, 2), tmp_path / "model.safetensors")
+    with pytest.raises(checkpoint.CheckpointError, match="save_pretrained"):
+        checkpoint.load_pretrained(tmp_path)
+    with pytest.raises(FileNotFoundError, match="no model.safetensors"):
+        checkpoint.load_pretrained(tmp_path / "empty")
+    with pytest.raises(TypeError, match='"gpt" / "bert"'):
+        checkpoint.load_pretrained()
+    model, tokenizer, meta = checkpoint.load_pretrained("gpt")
+    assert meta["model"] == "gpt" and len(tokenizer) == model.config.vocab_size

@@ -11,7 +11,7 @@ import pytest
 import torch
 from transformers import BertForSequenceClassification
 
-from course_lib import bert, data, finetune, gpt, hub, metrics, probes, train, viz
+from course_lib import bert, checkpoint, data, finetune, gpt, hub, metrics, probes, train, viz
 from course_lib.tokenizers import train_hf_wordpiece
 
 
@@ -85,7 +85,7 @@ def test_stratified_folds_partition_the_examples_with_balanced_labels(k):
         assert len(fold) == 100 // k
         for label, count in ((0, 50), (1, 30), (2, 20)):
             assert abs(sum(labels[i] == label for i in fold) - count / k) <= 1
-    with pytest.raises(ValueError, match="k >= 2"):
+    with pytest.raises(ValueError, match="k to be an int >= 2"):
         finetune.stratified_folds(labels, 1)
 
 
@@ -138,7 +138,7 @@ def test_classifier_equals_hf_sequence_classification_and_back(seed):
 
 def test_classifier_rejects_bad_arguments():
     encoder = bert.Bert(tiny_config(100))
-    with pytest.raises(ValueError, match="num_labels >= 2"):
+    with pytest.raises(ValueError, match="num_labels to be an int >= 2"):
         finetune.BertClassifier(encoder, 1)
     with pytest.raises(ValueError, match="label names"):
         finetune.BertClassifier(encoder, 3, labels=["a", "b"])
@@ -263,14 +263,14 @@ def test_load_pipeline_reports_a_failed_download(monkeypatch, tmp_path, capsys, 
 def test_exported_gpt_and_masked_lm_work_in_pipelines_like_the_course_models(offline, tmp_path):
     from transformers import pipeline
 
-    gpt_model, gpt_tokenizer, _ = gpt.load_pretrained()
+    gpt_model, gpt_tokenizer, _ = checkpoint.load_pretrained("gpt")
     folder = hub.export_gpt(gpt_model, gpt_tokenizer, tmp_path / "gpt")
     prompt = "The river flows through the"
     text = pipeline("text-generation", model=str(folder))(prompt, max_new_tokens=12, do_sample=False)[0]["generated_text"]
     ids = torch.tensor(gpt_tokenizer(prompt)["input_ids"])
     assert text == gpt_tokenizer.decode(gpt.generate(gpt_model, ids, 12))
 
-    bert_model, bert_tokenizer, _ = bert.load_pretrained()
+    bert_model, bert_tokenizer, _ = checkpoint.load_pretrained("bert")
     folder = hub.export_fill_mask(bert_model, bert_tokenizer, tmp_path / "mlm")
     masked = "the city is the capital of the [MASK] ."
     theirs = pipeline("fill-mask", model=str(folder))(masked)
@@ -282,7 +282,7 @@ def test_exported_gpt_and_masked_lm_work_in_pipelines_like_the_course_models(off
 
 # ---- probes -------------------------------------------------------------------------------------
 def test_memorisation_probe_counts_matched_tokens():
-    model, tokenizer, _ = gpt.load_pretrained()
+    model, tokenizer, _ = checkpoint.load_pretrained("gpt")
     prefix = tokenizer("The history of the city of")["input_ids"][:6]
     own = gpt.generate(model, torch.tensor(prefix), 8).tolist()  # what the model itself continues with
     changed = own[:9] + [(own[9] + 1) % model.config.vocab_size] + own[10:]
@@ -298,7 +298,7 @@ def test_memorisation_probe_counts_matched_tokens():
 
 
 def test_mask_probabilities_reads_the_mlm_distribution():
-    model, tokenizer, _ = bert.load_pretrained()
+    model, tokenizer, _ = checkpoint.load_pretrained("bert")
     text = "[MASK] was born in the city ."
     p = probes.mask_probabilities(model, tokenizer, text, ["he", "she"])
     top = dict(bert.fill_mask(model, tokenizer, text, top_k=50)[0])

@@ -7,9 +7,11 @@ import time
 import pytest
 import torch
 
-from course_lib import gpt
+from course_lib import pretraining
+from course_lib.attention import KVCache
 from course_lib.bench import time_interleaved
-from course_lib.gpt import GPT, GPTConfig, KVCache, generate, top_k_filter, top_p_filter
+from course_lib.checkpoint import load_pretrained, save_pretrained
+from course_lib.gpt import GPT, GPTConfig, generate, top_k_filter, top_p_filter
 from course_lib.objectives import causal_lm_loss
 
 transformers = pytest.importorskip("transformers")
@@ -261,10 +263,10 @@ def test_top_p_filter_keeps_the_token_that_crosses_p():
 
 @pytest.mark.parametrize("p", [0, -0.1, 1.5, float("nan")])
 def test_top_p_outside_0_1_is_an_error(p):
-    with pytest.raises(ValueError, match=r"top_p in \(0, 1\]"):
+    with pytest.raises(ValueError, match=r"0.0 < top_p <= 1.0"):
         top_p_filter(torch.zeros(5), p)
     model = GPT(GPTConfig(vocab_size=20, max_len=10, d_model=8, num_layers=1, num_heads=2))
-    with pytest.raises(ValueError, match=r"top_p in \(0, 1\]"):
+    with pytest.raises(ValueError, match=r"0.0 < top_p <= 1.0"):
         generate(model, torch.tensor([[1]]), 2, do_sample=True, top_p=p)
 
 
@@ -336,7 +338,7 @@ def test_config_validation():
     with pytest.raises(ValueError, match="unknown settings"):
         GPTConfig.from_dict({"d_model": 8, "n_embd": 8})
     config = GPTConfig(vocab_size=10, d_ff=7)
-    assert GPTConfig.from_dict(config.to_dict()) == config and config.inner_dim == 7
+    assert GPTConfig.from_dict(config.to_dict()) == config and config.d_ff == 7
 
 
 def test_from_hf_rejects_what_the_course_gpt_does_not_have():
@@ -349,19 +351,19 @@ def test_from_hf_rejects_what_the_course_gpt_does_not_have():
 # ---- training helpers ----------------------------------------------------------------------------
 def test_lm_batches_and_evaluate_lm():
     ids = torch.arange(103)
-    batches = gpt.lm_batches(ids, seq_len=10, batch_size=4)
+    batches = pretraining.lm_batches(ids, seq_len=10, batch_size=4)
     assert [tuple(b.shape) for b in batches] == [(4, 10), (4, 10), (2, 10)]
     assert torch.equal(torch.cat(batches).flatten(), ids[:100])
-    shuffled = gpt.lm_batches(ids, 10, 4, shuffle=True, drop_last=True)
+    shuffled = pretraining.lm_batches(ids, 10, 4, shuffle=True, drop_last=True)
     starts = torch.cat(shuffled)[:, 0].tolist()
     assert len(shuffled) == 2 and len(starts) == 8 and set(starts) <= set(range(0, 100, 10))
     assert starts != sorted(starts)  # shuffled windows, each still a run of consecutive ids
     assert all(torch.equal(w, torch.arange(w[0], w[0] + 10)) for w in torch.cat(shuffled))
     with pytest.raises(ValueError, match="fewer than one window"):
-        gpt.lm_batches(torch.arange(5), 10, 2)
+        pretraining.lm_batches(torch.arange(5), 10, 2)
     torch.manual_seed(0)
     model = GPT(GPTConfig(vocab_size=103, max_len=10, d_model=16, num_layers=1, num_heads=2))
-    result = gpt.evaluate_lm(model, batches)
+    result = pretraining.evaluate_lm(model, batches)
     manual = sum(causal_lm_loss(model(b), b).item() * b.shape[0] for b in batches) / 10
     assert result["tokens"] == 10 * 9 and math.isclose(result["loss"], manual, rel_tol=1e-5)
     assert math.isclose(result["perplexity"], math.exp(result["loss"]), rel_tol=1e-9)
@@ -374,7 +376,7 @@ def test_a_few_trainer_steps_lower_the_loss():
 
     torch.manual_seed(0)
     ids = torch.arange(20).repeat(40)  # a cycle: perfectly predictable
-    batches = gpt.lm_batches(ids, seq_len=16, batch_size=8)
+    batches = pretraining.lm_batches(ids, seq_len=16, batch_size=8)
     model = GPT(GPTConfig(vocab_size=20, max_len=16, d_model=32, num_layers=1, num_heads=2))
     trainer = Trainer(model, torch.optim.AdamW(model.parameters(), lr=3e-3),
                       lambda m, b: causal_lm_loss(m(b), b), batches, progress=False, live_plot=False)
@@ -385,8 +387,8 @@ def test_a_few_trainer_steps_lower_the_loss():
 def test_save_and_load_pretrained_strictly(tmp_path):
     torch.manual_seed(0)
     model = GPT(GPTConfig(vocab_size=30, max_len=12, d_model=16, num_layers=2, num_heads=2))
-    gpt.save_pretrained(model, None, tmp_path, settings={"steps": 5})
-    loaded, tokenizer, info = gpt.load_pretrained(tmp_path)
+    save_pretrained(model, None, tmp_path, settings={"steps": 5})
+    loaded, tokenizer, info = load_pretrained(tmp_path)
     assert info["dtype"] == "float16"
     assert tokenizer is None and info["settings"] == {"steps": 5}
     assert info["config"] == model.config.to_dict()
@@ -410,15 +412,15 @@ def test_shipped_checkpoint_loads_strictly_and_predicts_well():
         folder = asset_path("gpt")
     except FileNotFoundError:
         pytest.fail("assets/gpt is missing: run `python -m course_lib.pretrain gpt`")
-    model, tokenizer, info = gpt.load_pretrained(folder)
+    model, tokenizer, info = load_pretrained(folder)
     assert model.num_parameters() * 2 < 8e6  # a few MB in float16
     assert len(tokenizer) == model.config.vocab_size
     settings = info["settings"]
     assert "command" in settings and settings["val_loss"] < settings["bigram_val_loss"]
     text = data.load_corpus("wiki").validation[0].text
     ids = torch.tensor(tokenizer(text)["input_ids"][: 4 * model.config.max_len])
-    batches = gpt.lm_batches(ids, model.config.max_len, 4)
-    loss = gpt.evaluate_lm(model, batches)["loss"]
+    batches = pretraining.lm_batches(ids, model.config.max_len, 4)
+    loss = pretraining.evaluate_lm(model, batches)["loss"]
     assert loss < settings["bigram_val_loss"], loss
     prompt = torch.tensor(tokenizer("The city of")["input_ids"])
     out = generate(model, prompt, 10)
@@ -452,7 +454,7 @@ def test_training_step_at_least_as_fast_as_hf():
 def test_shipped_checkpoint_was_made_by_the_current_recipe():
     from course_lib.pretrain.gpt import DEFAULTS
 
-    _, _, info = gpt.load_pretrained()
+    _, _, info = load_pretrained("gpt")
     settings = info["settings"]
     assert settings["command"] == "python -m course_lib.pretrain gpt"
     assert {k: settings[k] for k in DEFAULTS} == DEFAULTS
@@ -468,7 +470,7 @@ def test_pretrain_recipe_runs_end_to_end(tmp_path, capsys):
             "--num-heads", "2", "--d-ff", "32", "--eval-every", "1", "--batch-size", "4", "--score-batches", "2",
             "--out", str(tmp_path)]
     assert main(argv) == 0
-    model, tokenizer, info = gpt.load_pretrained(tmp_path)
+    model, tokenizer, info = load_pretrained(tmp_path)
     assert model.config.d_model == 16 and model.config.vocab_size == len(tokenizer) == 300
     assert info["settings"]["steps"] == 2 and info["settings"]["command"].endswith(str(tmp_path))
     assert "validation: loss" in capsys.readouterr().out

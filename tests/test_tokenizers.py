@@ -122,15 +122,58 @@ def naive_learn_merges(word_freqs, num_merges, min_frequency=2):
     return merges
 
 
+@pytest.mark.parametrize("fast", [False, True])
 @pytest.mark.parametrize("seed", range(8))
-def test_fast_learn_merges_equals_the_textbook_loop(seed):
+def test_learn_merges_equals_the_textbook_loop(seed, fast):
     rng = random.Random(seed)
     letters = "ab" if seed < 3 else "abcde"  # few letters: many ties and repeated pairs ("aaa")
     words = Counter()
     for _ in range(60):
         words[tuple(rng.choice(letters) for _ in range(rng.randint(1, 9)))] += rng.randint(1, 4)
-    assert tok.learn_merges(words, 40) == naive_learn_merges(words, 40)
-    assert tok.learn_merges(words, 40, min_frequency=1) == naive_learn_merges(words, 40, 1)
+    assert tok.learn_merges(words, 40, fast=fast) == naive_learn_merges(words, 40)
+    rare_too = tok.learn_merges(words, 40, min_frequency=1, fast=fast)
+    assert rare_too == naive_learn_merges(words, 40, 1)
+
+
+def _module_docstring_words(as_bytes):
+    """Real English text (this library's docstrings), pre-tokenized, as str or bytes symbols."""
+    text = " ".join(f.__doc__ or "" for f in vars(tok).values() if callable(f))
+    pieces = Counter(tok.pretokenize(text))
+    if as_bytes:
+        return {tuple(bytes([b]) for b in p.encode("utf-8")): c for p, c in pieces.items()}
+    return {tuple(p): c for p, c in pieces.items()}
+
+
+SLOW_FAST_CORPORA = {
+    "toy": (TOY, {}),
+    "ties": ({tuple("abcd"): 2, tuple("dcba"): 2, tuple("bdca"): 2}, {}),
+    "repeats": ({tuple("aaaa"): 3, tuple("aaa"): 2, tuple("aa"): 1, tuple("aaaaaaa"): 1}, {}),
+    "empty": ({}, {}),
+    "empty word": ({(): 4}, {}),
+    "one-char words": ({("a",): 3, ("b",): 1}, {}),
+    "zero counts": ({tuple("abab"): 0, tuple("ab"): 2, tuple("cd"): 2}, {}),
+    "two spellings": ({("a", "b", "c"): 2, ("ab", "c"): 3, ("a", "bc"): 1}, {}),
+    "given alphabet": ({tuple("abcab"): 3, tuple("cab"): 2}, {"alphabet": list("cba")}),
+    "bytes": ({tuple(bytes([b]) for b in "héllo wörld".encode()): 3}, {}),
+}
+
+
+@pytest.mark.parametrize("min_frequency", [1, 2, 5])
+@pytest.mark.parametrize("name", SLOW_FAST_CORPORA)
+def test_fast_learn_merges_equals_the_teaching_loop(name, min_frequency):
+    words, kwargs = SLOW_FAST_CORPORA[name]
+    for num_merges in (0, 1, 3, 50):
+        slow = tok.learn_merges(words, num_merges, min_frequency=min_frequency, **kwargs)
+        fast = tok.learn_merges(words, num_merges, min_frequency=min_frequency, fast=True, **kwargs)
+        assert slow == fast, (name, num_merges)
+
+
+@pytest.mark.parametrize("as_bytes", [False, True])
+def test_fast_learn_merges_equals_the_teaching_loop_on_real_text(as_bytes):
+    words = _module_docstring_words(as_bytes)
+    slow = tok.learn_merges(words, 300)
+    assert len(slow) == 300
+    assert tok.learn_merges(words, 300, fast=True) == slow
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -282,18 +325,18 @@ def test_non_text_training_data_is_a_clear_error(train):
 def test_word_tokenizer_needs_words():
     with pytest.raises(ValueError, match="no words"):
         tok.WordTokenizer.train(["   \n  "])
-    with pytest.raises(ValueError, match="max_vocab must be at least 2"):
+    with pytest.raises(ValueError, match="max_vocab to be an int >= 2"):
         tok.WordTokenizer.train(["a b"], max_vocab=1)
 
 
 def test_vocab_size_below_the_byte_alphabet_is_a_clear_error():
-    with pytest.raises(ValueError, match="at least 256"):
+    with pytest.raises(ValueError, match="vocab_size to be an int >= 256, got 100"):
         tok.BPETokenizer.train(CORPUS, 100)
-    with pytest.raises(ValueError, match="at least 257.*1 special"):
+    with pytest.raises(ValueError, match=">= 257, got 256.*1 special"):
         tok.BPETokenizer.train(CORPUS, 256, special_tokens=[tok.END_OF_TEXT])
-    with pytest.raises(ValueError, match="at least 258"):
+    with pytest.raises(ValueError, match=">= 258"):
         tok.train_hf_bpe(CORPUS, 200)
-    with pytest.raises(TypeError, match="vocab_size must be an int"):
+    with pytest.raises(TypeError, match="expected vocab_size to be an int, got float"):
         tok.BPETokenizer.train(CORPUS, 300.0)
     with pytest.raises(ValueError, match="only 400 tokens"):
         tok.BPETokenizer.train(CORPUS, 400).truncate(500)
@@ -328,6 +371,30 @@ def test_decoding_bad_ids_and_encoding_non_text_are_clear_errors(make):
 def test_invalid_unicode_is_a_clear_error(bpe):
     with pytest.raises(ValueError, match="lone surrogate"):
         bpe.encode("a\ud800b")
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: tok.learn_merges(TOY, True),
+        lambda: tok.learn_merges(TOY, 5, min_frequency=True),
+        lambda: tok.count_pairs({("a", "b"): True}),
+        lambda: tok.WordTokenizer.train("a b", max_vocab=True),
+        lambda: tok.WordTokenizer.train("a b", min_count=True),
+        lambda: tok.BPETokenizer.train(CORPUS, True),
+        lambda: tok.BPETokenizer.train(CORPUS, 300, min_frequency=True),
+        lambda: tok.BPETokenizer.train(CORPUS, 300).truncate(True),
+        lambda: tok.train_hf_bpe(CORPUS, True),
+        lambda: tok.train_hf_wordpiece(CORPUS, 300, min_frequency=False),
+        lambda: tok.course_bpe_tokenizer(True),
+        lambda: tok.course_wordpiece_tokenizer(True),
+        lambda: tok.CharTokenizer.train("abc").decode([1, True]),
+        lambda: tok.BPETokenizer().id_to_token(False),
+    ],
+)
+def test_a_bool_where_an_int_belongs_is_a_value_error(call):
+    with pytest.raises(ValueError, match="True|False"):
+        call()
 
 
 def test_bad_word_freqs_and_merges_are_clear_errors():
@@ -512,7 +579,7 @@ def test_the_cache_key_follows_the_training_text(small_course, monkeypatch):
 
 
 def test_course_tokenizer_vocab_size_is_checked():
-    with pytest.raises(ValueError, match="at least 258"):
+    with pytest.raises(ValueError, match=">= 258"):
         tok.course_bpe_tokenizer(100)
-    with pytest.raises(TypeError, match="vocab_size must be an int"):
+    with pytest.raises(TypeError, match="expected vocab_size to be an int"):
         tok.course_wordpiece_tokenizer("8192")

@@ -1,3 +1,4 @@
+import math
 import os
 import signal
 
@@ -191,11 +192,25 @@ def test_nan_loss_stops_with_advice():
         ({"mixed_precision": "fp8"}, "mixed_precision"),
         ({"mixed_precision": "fp16"}, "needs a CUDA"),
         ({"max_grad_norm": -1}, "max_grad_norm"),
+        ({"log_every": True}, "log_every"),  # a bool is not a count
+        ({"eval_every": True}, "eval_every"),
     ],
 )
 def test_bad_settings_are_refused_with_a_message(kwargs, match):
     with pytest.raises(ValueError, match=match):
         make_trainer(**kwargs)
+
+
+@pytest.mark.parametrize("kwargs", [{"steps": True}, {"steps": 0}, {"epochs": True}, {"steps": 2.0}])
+def test_fit_refuses_a_goal_that_is_not_a_positive_int(kwargs):
+    with pytest.raises(ValueError, match=next(iter(kwargs))):
+        make_trainer().fit(**kwargs)
+
+
+def test_early_stopping_point_refuses_a_bool_patience():
+    assert train.early_stopping_point([3.0, 2.0, 2.5, 2.6], patience=2) == 3
+    with pytest.raises(ValueError, match="patience"):
+        train.early_stopping_point([1.0], patience=True)
 
 
 def test_bad_arguments_and_empty_data():
@@ -274,3 +289,59 @@ def test_history_plot_smoothing_does_not_lag_validation():
     smoothed = dict(zip(steps, train_line.get_ydata()))
     gaps = [smoothed[s] - v for s, v in zip(history.eval_steps[:-1], history.eval_loss[:-1])]
     assert max(gaps) < 0.02 * max(loss), gaps
+
+
+# ---- the optimizer and the schedules -------------------------------------------------------------
+def _rates(make_schedule, steps):
+    opt = torch.optim.Adam([nn.Parameter(torch.zeros(1))], lr=1.0)
+    schedule = make_schedule(opt)
+    rates = []
+    for _ in range(steps):
+        rates.append(opt.param_groups[0]["lr"])
+        opt.step()
+        schedule.step()
+    return rates
+
+
+def test_warmup_inverse_sqrt_schedule():
+    rates = _rates(lambda opt: train.warmup_inverse_sqrt(opt, warmup_steps=4), 16)
+    assert rates[:4] == pytest.approx([0.25, 0.5, 0.75, 1.0])
+    assert rates[15] == pytest.approx(math.sqrt(4 / 16))
+
+
+def test_warmup_cosine_and_linear_warmup_decay():
+    cosine = _rates(lambda opt: train.warmup_cosine(opt, warmup=4, total=12, floor=0.1), 14)
+    assert cosine[:4] == pytest.approx([0.25, 0.5, 0.75, 1.0])
+    assert cosine[8] == pytest.approx(0.1 + 0.9 * 0.5)  # half-way down the cosine
+    assert cosine[12] == pytest.approx(0.1) and cosine[13] == pytest.approx(0.1)  # the floor after total
+    linear = _rates(lambda opt: train.linear_warmup_decay(opt, warmup=2, total=10), 12)
+    assert linear[:2] == pytest.approx([0.5, 1.0])
+    assert linear[6] == pytest.approx(0.5) and linear[10] == 0.0 and linear[11] == 0.0
+    opt = torch.optim.Adam([nn.Parameter(torch.zeros(1))])
+    with pytest.raises(ValueError, match="warmup"):
+        train.warmup_cosine(opt, warmup=True, total=10)
+    with pytest.raises(TypeError, match="Optimizer"):
+        train.linear_warmup_decay("adam", 2, 10)
+    with pytest.raises(ValueError, match="warmup_steps"):
+        train.warmup_inverse_sqrt(opt, 0)
+    # no warm-up: the peak at once (the old recipes' schedules took warmup=0)
+    assert _rates(lambda opt: train.linear_warmup_decay(opt, 0, 4), 2) == pytest.approx([1.0, 0.75])
+    assert _rates(lambda opt: train.warmup_cosine(opt, 0, 4), 1) == pytest.approx([1.0])
+
+
+def test_build_optimizer_decays_matrices_only():
+    model = nn.Sequential(nn.Embedding(10, 4), nn.Linear(4, 4), nn.LayerNorm(4))
+    names = {id(p): n for n, p in model.named_parameters()}
+
+    def groups(opt):
+        return [sorted(names[id(p)] for p in g["params"]) for g in opt.param_groups]
+
+    plain = train.build_optimizer(model, 1e-3, 0.1)
+    assert groups(plain) == [["0.weight", "1.weight"], ["1.bias", "2.bias", "2.weight"]]  # 1-D: no decay
+    assert [g["weight_decay"] for g in plain.param_groups] == [0.1, 0.0] and plain.defaults["betas"] == (0.9, 0.95)
+    # names with "embedding" are tables; decay_embeddings decays them too
+    named = nn.ModuleDict({"token_embedding": nn.Embedding(10, 4), "proj": nn.Linear(4, 4)})
+    names = {id(p): n for n, p in named.named_parameters()}
+    assert groups(train.build_optimizer(named, 1e-3, 0.1))[0] == ["proj.weight"]
+    both = train.build_optimizer(named, 1e-3, 0.1, betas=(0.9, 0.98), eps=1e-6, decay_embeddings=True)
+    assert groups(both)[0] == ["proj.weight", "token_embedding.weight"] and both.defaults["eps"] == 1e-6

@@ -17,7 +17,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from bertviz import head_view, model_view  # noqa: E402
 
-from course_lib import bert, data, gpt, viz, widgets  # noqa: E402
+from course_lib import bert, checkpoint, data, gpt, viz, widgets  # noqa: E402
 from course_lib.attention import scaled_dot_product_attention, split_heads  # noqa: E402
 from course_lib.tokenizers import train_hf_bpe, train_hf_wordpiece  # noqa: E402
 
@@ -72,8 +72,8 @@ def test_gpt_adaptor_gives_the_weights_our_attention_computes(tiny_gpt, bpe):
         returned = tiny_gpt(enc["input_ids"], output_attentions=True).attentions
         # layer 0 by hand: softmax(q k^T / sqrt(d)) under the causal mask, from the block's projections
         x = tiny_gpt.position_embedding(tiny_gpt.token_embedding(enc["input_ids"]))
-        h = tiny_gpt.blocks[0].ln_1(x)
-        attn = tiny_gpt.blocks[0].attn
+        h = tiny_gpt.layers[0].attention_norm(x)
+        attn = tiny_gpt.layers[0].attention
         q, k = split_heads(attn.q_proj(h), 4), split_heads(attn.k_proj(h), 4)
         seq = h.shape[1]
         _, by_hand = scaled_dot_product_attention(q, k, k, torch.ones(seq, seq).tril().bool())
@@ -331,7 +331,7 @@ def test_load_attention_model_reads_a_saved_hf_model_with_eager_attention(offlin
 
 def test_load_attention_model_falls_back_to_a_course_checkpoint_offline(offline, tmp_path, capsys, tiny_bert,
                                                                           tiny_gpt, bpe, wordpiece):
-    bert.save_pretrained(tiny_bert, wordpiece, tmp_path / "bert", half=False)
+    checkpoint.save_pretrained(tiny_bert, wordpiece, tmp_path / "bert", half=False)
     loaded = viz.load_attention_model("no-such-org/no-such-bert", fallback_folder=tmp_path / "bert")
     message = capsys.readouterr().out
     assert loaded.is_fallback and "course BERT" in loaded.source
@@ -339,7 +339,7 @@ def test_load_attention_model_falls_back_to_a_course_checkpoint_offline(offline,
     for ours, theirs in zip(viz.model_attentions(tiny_bert, wordpiece, *PAIR).attention,
                             viz.model_attentions(loaded.model, loaded.tokenizer, *PAIR).attention):
         torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=0)
-    gpt.save_pretrained(tiny_gpt, bpe, tmp_path / "gpt", half=False)
+    checkpoint.save_pretrained(tiny_gpt, bpe, tmp_path / "gpt", half=False)
     loaded = viz.load_attention_model("no-such-gpt2", fallback_folder=tmp_path / "gpt")
     assert loaded.is_fallback and "course GPT" in loaded.source
     assert loaded.model.config._attn_implementation == "eager"
@@ -376,6 +376,6 @@ def test_hub_probe_respects_hf_hub_offline_and_a_failed_download_falls_back(monk
         raise OSError(f"{name}: 404")  # ...but the model cannot be loaded (cache miss, then a bad name)
 
     monkeypatch.setattr(viz, "_load_hf", broken_download)
-    gpt.save_pretrained(tiny_gpt, bpe, tmp_path, half=False)
+    checkpoint.save_pretrained(tiny_gpt, bpe, tmp_path, half=False)
     loaded = viz.load_attention_model("gpt2-typo", fallback_folder=tmp_path)
     assert loaded.is_fallback and "loading it failed (OSError)" in capsys.readouterr().out

@@ -27,10 +27,10 @@ import json
 from pathlib import Path
 
 import course_lib
-from course_lib import checkpoint, data, gpt
+from course_lib import checkpoint, data
 
 assets = checkpoint.ASSETS_DIR
-model, tokenizer, metadata = gpt.load_pretrained()
+model, tokenizer, metadata = checkpoint.load_pretrained("gpt")
 ids = tokenizer("the history of the city", return_tensors="pt")["input_ids"]
 print(json.dumps({
     "course_lib": course_lib.__file__,

@@ -13,15 +13,10 @@ from collections.abc import Callable
 
 import torch
 
-from course_lib.checks.core import Mistake, Verdict, run_checker
+from course_lib.checks.core import Mistake, Verdict, expect_tensor, run_checker
 
 __all__ = ["stable_softmax", "causal_mask", "masked_attention", "split_merge_heads"]
 
-
-def _expect_tensor(value, what: str) -> torch.Tensor:
-    if not isinstance(value, torch.Tensor):
-        raise Mistake(f"{what} should return a torch.Tensor, it returned a {type(value).__name__}.")
-    return value
 
 
 def _same(a: torch.Tensor, b: torch.Tensor, atol: float = 1e-5) -> bool:
@@ -59,7 +54,7 @@ def stable_softmax(fn: Callable[[torch.Tensor], torch.Tensor]) -> Verdict:
 
         def call(x):
             try:
-                return _expect_tensor(fn(x.clone()), "stable_softmax")
+                return expect_tensor(fn(x.clone()), "stable_softmax")
             except NotImplementedError:  # the student stub: "not done yet"
                 raise
             except RuntimeError as exc:
@@ -138,7 +133,7 @@ def causal_mask(fn: Callable[[int], torch.Tensor]) -> Verdict:
 
     def check() -> str:
         for T in (4, 1, 7):
-            out = _expect_tensor(fn(T), "causal_mask")
+            out = expect_tensor(fn(T), "causal_mask")
             right = torch.ones(T, T, dtype=torch.bool).tril()
             if out.shape != (T, T):
                 raise Mistake(f"causal_mask({T}) should have shape ({T}, {T}), got {tuple(out.shape)}.")
@@ -269,8 +264,8 @@ def masked_attention(fn: Callable[..., tuple[torch.Tensor, torch.Tensor]]) -> Ve
                 ) from None
             if not isinstance(result, tuple) or len(result) != 2:
                 raise Mistake("return a pair (output, weights).")
-            out = _expect_tensor(result[0], "the output")
-            weights = _expect_tensor(result[1], "the weights")
+            out = expect_tensor(result[0], "the output")
+            weights = expect_tensor(result[1], "the weights")
             right_out, right_w = _right_attention(qq, kk, vv, m)
             if out.shape == right_w.shape and weights.shape == right_out.shape:
                 raise Mistake("return (output, weights) in that order: the output first.")
@@ -314,7 +309,7 @@ def split_merge_heads(
         x[1] += 10_000
         right = x.view(batch, seq, heads, d_head).transpose(1, 2)
 
-        out = _expect_tensor(split_heads(x.clone(), heads), "split_heads")
+        out = expect_tensor(split_heads(x.clone(), heads), "split_heads")
         if out.shape == (batch, seq, heads, d_head):
             raise Mistake(
                 "split_heads returned (batch, seq, heads, d_head): swap the seq and heads "
@@ -344,7 +339,7 @@ def split_merge_heads(
             )
         try:
             # contiguous, like the output of weights @ v in attention
-            merged = _expect_tensor(merge_heads(right.contiguous()), "merge_heads")
+            merged = expect_tensor(merge_heads(right.contiguous()), "merge_heads")
         except NotImplementedError:
             raise
         except RuntimeError as exc:

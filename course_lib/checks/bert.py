@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from course_lib.checks.core import Mistake, Verdict, run_checker
+from course_lib.checks.core import Mistake, Verdict, expect_tensor, run_checker
 
 __all__ = ["mask_tokens", "nsp_pairs", "segment_ids", "masked_lm_loss"]
 
@@ -38,11 +38,6 @@ def _seeded(seed: int = 0):
             random.setstate(py_state)
             np.random.set_state(np_state)
 
-
-def _expect_tensor(value, what: str) -> torch.Tensor:
-    if not isinstance(value, torch.Tensor):
-        raise Mistake(f"{what} should be a torch.Tensor, got a {type(value).__name__}.")
-    return value
 
 
 # ---- 1. masking ---------------------------------------------------------------------------------
@@ -80,7 +75,7 @@ def mask_tokens(fn: Callable) -> Verdict:
             out = fn(ids, MASK, vocab, list(SPECIAL))
         if not isinstance(out, (tuple, list)) or len(out) != 2:
             raise Mistake("return a pair (masked_ids, labels).")
-        masked, labels = (_expect_tensor(t, name) for t, name in zip(out, ("masked_ids", "labels")))
+        masked, labels = (expect_tensor(t, name) for t, name in zip(out, ("masked_ids", "labels")))
         if not torch.equal(ids, original):
             raise Mistake(
                 "your function changed input_ids in place: work on a copy (input_ids.clone()), the "
@@ -273,7 +268,7 @@ def segment_ids(fn: Callable) -> Verdict:
         for r, (row, first) in enumerate(rows):
             second = row.index(SEP, first + 1)
             expected[r, first + 1: second + 1] = 1
-        out = _expect_tensor(fn(ids.clone(), SEP, PAD), "token_type_ids")
+        out = expect_tensor(fn(ids.clone(), SEP, PAD), "token_type_ids")
         if out.shape != ids.shape:
             raise Mistake(f"token_type_ids should have the shape of input_ids {tuple(ids.shape)}, got {tuple(out.shape)}.")
         if out.is_floating_point() or out.dtype == torch.bool:
@@ -315,7 +310,7 @@ def masked_lm_loss(fn: Callable) -> Verdict:
         selected[0, 0] = True
         labels = torch.where(selected, targets, torch.full_like(targets, IGNORE))
         leaf = logits.clone().requires_grad_(True)
-        loss = _expect_tensor(fn(leaf, labels.clone()), "the loss")
+        loss = expect_tensor(fn(leaf, labels.clone()), "the loss")
         if loss.numel() != 1:
             raise Mistake(f"return one number (a 0-dim tensor), got shape {tuple(loss.shape)}: take the mean.")
         per_position = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="none").view(3, 10)

@@ -5,8 +5,11 @@ from __future__ import annotations
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
-__all__ = ["Verdict", "Mistake", "run_checker"]
+import torch
+
+__all__ = ["Verdict", "Mistake", "run_checker", "expect_tensor"]
 
 
 @dataclass(frozen=True)
@@ -60,3 +63,10 @@ def run_checker(exercise: str, check: Callable[[], str]) -> Verdict:
             where = f" at `{learner[-1].line}`"
         return Verdict(exercise, "wrong", f"your code raised {type(exc).__name__}{where}: {exc}")
     return Verdict(exercise, "correct", message)
+
+
+def expect_tensor(value: Any, what: str) -> torch.Tensor:
+    """``value`` if it is a tensor; otherwise a ``Mistake`` saying what ``what`` gave instead."""
+    if not isinstance(value, torch.Tensor):
+        raise Mistake(f"{what} should be a torch.Tensor, it gave a {type(value).__name__}.")
+    return value

@@ -8,15 +8,10 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from course_lib.checks.core import Mistake, Verdict, run_checker
+from course_lib.checks.core import Mistake, Verdict, expect_tensor, run_checker
 
 __all__ = ["ppmi", "sgns_loss", "nearest_neighbours"]
 
-
-def _expect_tensor(value, what: str) -> torch.Tensor:
-    if not isinstance(value, torch.Tensor):
-        raise Mistake(f"{what} should return a torch.Tensor, it returned a {type(value).__name__}.")
-    return value
 
 
 def _close(a: torch.Tensor, b: torch.Tensor, tol: float = 1e-4) -> bool:
@@ -75,7 +70,7 @@ def ppmi(fn: Callable[[torch.Tensor], torch.Tensor]) -> Verdict:
         for counts in _ppmi_cases():
             given = counts.clone()
             with torch.no_grad():
-                out = _expect_tensor(fn(given), "ppmi")
+                out = expect_tensor(fn(given), "ppmi")
             if not torch.equal(given, counts):
                 raise Mistake("your function changed the counts it was given (an in-place operation): work on a copy.")
             if out.shape != counts.shape:
@@ -159,7 +154,7 @@ def sgns_loss(fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Ten
             context = torch.randn(batch, dim, generator=gen)
             negatives = torch.randn(batch, k, dim, generator=gen)
             args = (center.clone(), context.clone(), negatives.clone())
-            out = _expect_tensor(fn(*args), "sgns_loss")
+            out = expect_tensor(fn(*args), "sgns_loss")
             if not (torch.equal(args[0], center) and torch.equal(args[1], context) and torch.equal(args[2], negatives)):
                 raise Mistake("your function changed its inputs in place: work on new tensors.")
             if out.numel() == batch and batch > 1:
@@ -218,7 +213,7 @@ def nearest_neighbours(fn: Callable[[torch.Tensor, int, int], torch.Tensor]) -> 
         out = fn(vectors.clone(), query, k)
         if isinstance(out, (list, tuple)):
             out = torch.as_tensor(out)
-        out = _expect_tensor(out, "nearest_neighbours")
+        out = expect_tensor(out, "nearest_neighbours")
         if out.is_floating_point():
             raise Mistake("return the ids (integers, e.g. the indices from .topk), not the similarities.")
         out = out.flatten()

@@ -7,15 +7,10 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from course_lib.checks.core import Mistake, Verdict, run_checker
+from course_lib.checks.core import Mistake, Verdict, expect_tensor, run_checker
 
 __all__ = ["causal_lm_loss", "top_k_filter", "top_p_filter"]
 
-
-def _expect_tensor(value, what: str) -> torch.Tensor:
-    if not isinstance(value, torch.Tensor):
-        raise Mistake(f"{what} should return a torch.Tensor, it returned a {type(value).__name__}.")
-    return value
 
 
 def _close(a: torch.Tensor, b: torch.Tensor | float, tol: float = 1e-4) -> bool:
@@ -45,7 +40,7 @@ def causal_lm_loss(fn: Callable[..., torch.Tensor]) -> Verdict:
         mask[2, 2:] = 0
 
         logits_in, ids_in, mask_in = logits.clone(), ids.clone(), mask.clone()
-        out = _expect_tensor(fn(logits_in, ids_in), "causal_lm_loss")
+        out = expect_tensor(fn(logits_in, ids_in), "causal_lm_loss")
         if not (torch.equal(logits_in, logits) and torch.equal(ids_in, ids)):
             raise Mistake("your function changed its inputs in place; work on copies (no masked_fill_ / -= on them).")
         if out.numel() != 1:
@@ -81,7 +76,7 @@ def causal_lm_loss(fn: Callable[..., torch.Tensor]) -> Verdict:
             )
 
         ids_in = ids.clone()
-        out = _expect_tensor(fn(logits.clone(), ids_in, mask_in), "causal_lm_loss")
+        out = expect_tensor(fn(logits.clone(), ids_in, mask_in), "causal_lm_loss")
         if not (torch.equal(mask_in, mask) and torch.equal(ids_in, ids)):
             raise Mistake(
                 "your function changed input_ids or attention_mask in place; work on copies "
@@ -123,7 +118,7 @@ def causal_lm_loss(fn: Callable[..., torch.Tensor]) -> Verdict:
 # ---- exercises 2 and 3: the sampling filters ----------------------------------------------------
 def _sanity(out, logits: torch.Tensor, expected_kept: torch.Tensor, name: str) -> torch.Tensor:
     """The mistakes any filter can make: shape, dtype, NaN, probabilities instead of scores, 0 instead of -inf."""
-    out = _expect_tensor(out, name)
+    out = expect_tensor(out, name)
     if out.shape != logits.shape:
         raise Mistake(f"return a tensor of the input's shape {tuple(logits.shape)}, got {tuple(out.shape)}.")
     if not out.is_floating_point():

@@ -12,15 +12,10 @@ from collections.abc import Callable
 
 import torch
 
-from course_lib.checks.core import Mistake, Verdict, run_checker
+from course_lib.checks.core import Mistake, Verdict, expect_tensor, run_checker
 
 __all__ = ["head_entropy", "attention_distance", "previous_token_head"]
 
-
-def _expect_tensor(value, what: str) -> torch.Tensor:
-    if not isinstance(value, torch.Tensor):
-        raise Mistake(f"{what} should return a torch.Tensor, it returned a {type(value).__name__}.")
-    return value
 
 
 def _close(a: torch.Tensor, b: torch.Tensor, tol: float = 1e-4) -> bool:
@@ -62,7 +57,7 @@ def head_entropy(fn: Callable[[torch.Tensor], torch.Tensor]) -> Verdict:
         uniform = torch.full((1, 4, 4), 0.25, dtype=torch.float64)
         one_hot = torch.eye(5, dtype=torch.float64)[None]
         for p in cases + [uniform, one_hot]:
-            out = _expect_tensor(_call(fn, p, "head_entropy"), "head_entropy")
+            out = expect_tensor(_call(fn, p, "head_entropy"), "head_entropy")
             rows = _entropy_rows(p)
             right = rows.mean(-1)
             heads, n_q, n_k = p.shape
@@ -124,7 +119,7 @@ def attention_distance(fn: Callable[[torch.Tensor], torch.Tensor]) -> Verdict:
             torch.stack([torch.eye(6, dtype=torch.float64), previous]),  # distances 0 and 5/6
         ]
         for p in cases:
-            out = _expect_tensor(_call(fn, p, "attention_distance"), "attention_distance")
+            out = expect_tensor(_call(fn, p, "attention_distance"), "attention_distance")
             d = _distance_matrix(p.shape[-1])
             per_query = (p * d.abs()).sum(-1)
             right = per_query.mean(-1)

@@ -11,15 +11,10 @@ from collections.abc import Callable
 
 import torch
 
-from course_lib.checks.core import Mistake, Verdict, run_checker
+from course_lib.checks.core import Mistake, Verdict, expect_tensor, run_checker
 
 __all__ = ["sinusoidal_table", "rotary", "alibi_bias"]
 
-
-def _expect_tensor(value, what: str) -> torch.Tensor:
-    if not isinstance(value, torch.Tensor):
-        raise Mistake(f"{what} should return a torch.Tensor, it returned a {type(value).__name__}.")
-    return value
 
 
 def _same(a: torch.Tensor, b: torch.Tensor, atol: float = 1e-4) -> bool:
@@ -63,7 +58,7 @@ def sinusoidal_table(fn: Callable[[int, int], torch.Tensor]) -> Verdict:
 
     def check() -> str:
         for max_len, d in ((50, 16), (7, 4), (1, 2)):
-            out = _expect_tensor(fn(max_len, d), "sinusoidal_table")
+            out = expect_tensor(fn(max_len, d), "sinusoidal_table")
             if out.shape != (max_len, d):
                 raise Mistake(
                     f"sinusoidal_table({max_len}, {d}) should have shape (max_len, d_model) = "
@@ -141,7 +136,7 @@ def rotary(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> Verdict:
         gen = torch.Generator().manual_seed(0)
         x = torch.randn(2, 3, 6, 8, generator=gen, dtype=torch.float64)
         positions = torch.arange(6) * 3 + 2  # not 0..T-1: catches code that ignores positions
-        out = _expect_tensor(fn(x.clone(), positions.clone()), "rotary")
+        out = expect_tensor(fn(x.clone(), positions.clone()), "rotary")
         if out.shape != x.shape:
             raise Mistake(f"rotary must keep the shape of x {tuple(x.shape)}, got {tuple(out.shape)}.")
         right = _rope(x, positions)
@@ -171,7 +166,7 @@ def rotary(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> Verdict:
                 )
             raise Mistake("the result differs from x * cos + rotate_half(x) * sin.")
         zero = fn(x[..., :1, :].clone(), torch.zeros(1, dtype=torch.long))
-        if not _same(_expect_tensor(zero, "rotary"), x[..., :1, :]):
+        if not _same(expect_tensor(zero, "rotary"), x[..., :1, :]):
             raise Mistake("position 0 must leave the vector unchanged (angle 0).")
         return "rotate_half layout, angles positions * 10000^(-2i/d), lengths kept, position 0 unchanged."
 
@@ -184,7 +179,7 @@ def alibi_bias(fn: Callable[[int, float], torch.Tensor]) -> Verdict:
 
     def check() -> str:
         for T, slope in ((5, 0.5), (1, 2.0), (8, 0.25)):
-            out = _expect_tensor(fn(T, slope), "alibi_bias")
+            out = expect_tensor(fn(T, slope), "alibi_bias")
             i = torch.arange(T, dtype=torch.float64)
             distance = i[:, None] - i[None, :]  # i - j
             right = -slope * distance.abs()

@@ -8,15 +8,10 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from course_lib.checks.core import Mistake, Verdict, run_checker
+from course_lib.checks.core import Mistake, Verdict, expect_tensor, run_checker
 
 __all__ = ["layer_norm", "decoder_mask", "beam_search_step"]
 
-
-def _expect_tensor(value, what: str) -> torch.Tensor:
-    if not isinstance(value, torch.Tensor):
-        raise Mistake(f"{what} should return a torch.Tensor, it returned a {type(value).__name__}.")
-    return value
 
 
 def _close(a: torch.Tensor, b: torch.Tensor, atol: float = 1e-5) -> bool:
@@ -35,7 +30,7 @@ def layer_norm(fn: Callable[..., torch.Tensor]) -> Verdict:
         w = torch.rand(4, generator=gen) + 0.5
         b = torch.randn(4, generator=gen)
         eps = 0.5
-        out = _expect_tensor(fn(x.clone(), w.clone(), b.clone(), eps), "layer_norm")
+        out = expect_tensor(fn(x.clone(), w.clone(), b.clone(), eps), "layer_norm")
         right = F.layer_norm(x, (4,), w, b, eps)
         if out.shape != x.shape:
             raise Mistake(f"for x of shape {tuple(x.shape)} expected the same shape back, got {tuple(out.shape)}.")
@@ -80,7 +75,7 @@ def layer_norm(fn: Callable[..., torch.Tensor]) -> Verdict:
         # a 2-D input and the default shapes: catches code that hard-codes 3 dimensions
         x2 = torch.randn(6, 8, generator=gen)
         w2, b2 = torch.ones(8), torch.zeros(8)
-        out2 = _expect_tensor(fn(x2.clone(), w2, b2, 1e-5), "layer_norm")
+        out2 = expect_tensor(fn(x2.clone(), w2, b2, 1e-5), "layer_norm")
         if not _close(out2, F.layer_norm(x2, (8,), w2, b2, 1e-5), atol=1e-4):
             raise Mistake("right on a 3-D input but wrong on a 2-D (batch, d) one: work on dim=-1 for any shape.")
         return "mean and biased variance over the last dimension, eps inside the square root, then gain and shift."
@@ -101,7 +96,7 @@ def decoder_mask(fn: Callable[[torch.Tensor, int], torch.Tensor]) -> Verdict:
     def check() -> str:
         pad = 0
         tgt = torch.tensor([[1, 5, 6, 7, 2, 0, 0], [1, 4, 2, 0, 0, 0, 0]])
-        out = _expect_tensor(fn(tgt.clone(), pad), "decoder_mask")
+        out = expect_tensor(fn(tgt.clone(), pad), "decoder_mask")
         right = _right_decoder_mask(tgt, pad)
         if out.dtype != torch.bool:
             raise Mistake(f"return a boolean mask (True = may attend), got dtype {out.dtype}.")
@@ -117,7 +112,7 @@ def decoder_mask(fn: Callable[[torch.Tensor, int], torch.Tensor]) -> Verdict:
         if torch.equal(full, right):
             # a second pad id: catches a hard-coded 0
             tgt2 = torch.tensor([[1, 5, 9, 9], [1, 9, 9, 9]])
-            out2 = torch.broadcast_to(_expect_tensor(fn(tgt2, 9), "decoder_mask"), (2, 1, 4, 4))
+            out2 = torch.broadcast_to(expect_tensor(fn(tgt2, 9), "decoder_mask"), (2, 1, 4, 4))
             if not torch.equal(out2, _right_decoder_mask(tgt2, 9)):
                 raise Mistake("use the pad_id argument, not a fixed padding id.")
             return "causal AND key padding: no position reads a later one or a padding token."
@@ -167,7 +162,7 @@ def beam_search_step(fn: Callable[[torch.Tensor, torch.Tensor, int], tuple]) -> 
         out = fn(log_probs.clone(), beam_scores.clone(), k)
         if not isinstance(out, tuple) or len(out) != 3:
             raise Mistake("return a tuple (scores, beam_index, token).")
-        scores, beam_idx, token = (_expect_tensor(t, "beam_search_step") for t in out)
+        scores, beam_idx, token = (expect_tensor(t, "beam_search_step") for t in out)
         for name, t in (("scores", scores), ("beam_index", beam_idx), ("token", token)):
             if t.shape != (batch, k):
                 raise Mistake(f"{name} should have shape (batch, beam_width) = {(batch, k)}, got {tuple(t.shape)}.")

@@ -7,15 +7,10 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from course_lib.checks.core import Mistake, Verdict, run_checker
+from course_lib.checks.core import Mistake, Verdict, expect_tensor, run_checker
 
 __all__ = ["one_hot", "count_parameters", "pairwise_scores"]
 
-
-def _expect_tensor(value, what: str) -> torch.Tensor:
-    if not isinstance(value, torch.Tensor):
-        raise Mistake(f"{what} should return a torch.Tensor, it returned a {type(value).__name__}.")
-    return value
 
 
 def one_hot(fn: Callable[[torch.Tensor, int], torch.Tensor]) -> Verdict:
@@ -27,7 +22,7 @@ def one_hot(fn: Callable[[torch.Tensor, int], torch.Tensor]) -> Verdict:
             (torch.tensor([[3, 3], [0, 4]]), 5),
             (torch.tensor([6]), 7),  # the last id: catches an off-by-one vocabulary size
         ]:
-            out = _expect_tensor(fn(ids.clone(), vocab), "one_hot")
+            out = expect_tensor(fn(ids.clone(), vocab), "one_hot")
             expected = torch.nn.functional.one_hot(ids, vocab).float()
             if out.shape == ids.shape + (vocab - 1,) or out.shape == ids.shape + (vocab + 1,):
                 raise Mistake(
@@ -110,7 +105,7 @@ def pairwise_scores(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) ->
         k = torch.randn(2, 5, 4, generator=gen)
         expected = torch.einsum("bqd,bkd->bqk", q, k)
         try:
-            out = _expect_tensor(fn(q.clone(), k.clone()), "pairwise_scores")
+            out = expect_tensor(fn(q.clone(), k.clone()), "pairwise_scores")
         except NotImplementedError:  # the student stub: "not done yet", handled by run_checker
             raise
         except RuntimeError as exc:  # a shape mismatch inside matmul or broadcasting

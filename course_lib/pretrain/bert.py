@@ -21,6 +21,12 @@ from pathlib import Path
 
 import torch
 
+from course_lib import train
+from course_lib.train import linear_warmup_decay  # the recipe's schedule
+
+# AdamW as in RoBERTa: betas (0.9, 0.98), eps 1e-6; the embedding tables are decayed too.
+OPTIMIZER = {"betas": (0.9, 0.98), "eps": 1e-6, "decay_embeddings": True}
+
 DEFAULTS = {
     "vocab_size": 8192,
     "d_model": 128,
@@ -69,28 +75,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def linear_warmup_decay(optimizer: torch.optim.Optimizer, warmup: int, total: int):
-    """Learning rate rising linearly over ``warmup`` steps, then falling linearly to 0 at ``total``."""
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        return max(0.0, (total - step) / max(1, total - warmup))
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-
-
 def build_optimizer(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
-    """AdamW with RoBERTa's betas (0.9, 0.98), no weight decay on biases and LayerNorm weights."""
-    decay, no_decay = [], []
-    for name, param in model.named_parameters():
-        if not param.requires_grad:
-            continue
-        (no_decay if param.dim() < 2 or "norm" in name else decay).append(param)
-    return torch.optim.AdamW(
-        [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=lr, betas=(0.9, 0.98), eps=1e-6,
-    )
+    """The recipe's AdamW: ``course_lib.train.build_optimizer`` with the ``OPTIMIZER`` settings."""
+    return train.build_optimizer(model, lr, weight_decay, **OPTIMIZER)
 
 
 def _without_checkpoint(argv: list[str]) -> list[str]:
@@ -108,17 +95,9 @@ def _without_checkpoint(argv: list[str]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     from course_lib import data, env
-    from course_lib.bert import (
-        CHECKPOINT_DIR,
-        Bert,
-        BertConfig,
-        PretrainingBatches,
-        evaluate_pretraining,
-        neighbour_heads_init,
-        pretraining_loss,
-        save_pretrained,
-    )
-    from course_lib.checkpoint import ASSETS_DIR
+    from course_lib.bert import Bert, BertConfig, neighbour_heads_init
+    from course_lib.checkpoint import ASSETS_DIR, save_pretrained
+    from course_lib.pretraining import PretrainingBatches, evaluate_pretraining, pretraining_loss
     from course_lib.tokenizers import course_wordpiece_tokenizer
     from course_lib.train import Trainer
 
@@ -128,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     env.seed_everything(args.seed)
     device = torch.device(args.device) if args.device else env.get_device()
-    out = Path(args.out) if args.out else ASSETS_DIR / CHECKPOINT_DIR
+    out = Path(args.out) if args.out else ASSETS_DIR / "bert"
 
     tokenizer = course_wordpiece_tokenizer(args.vocab_size)
     corpus = data.load_corpus("wiki")

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import shlex
 import sys
 import time
 from pathlib import Path
 
 import torch
+
+from course_lib.train import build_optimizer, warmup_cosine  # the recipe's optimizer and schedule
 
 DEFAULTS = {
     "vocab_size": 4096,
@@ -57,32 +58,6 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def warmup_cosine(optimizer: torch.optim.Optimizer, warmup: int, total: int, floor: float = 0.1):
-    """Learning rate rising linearly over ``warmup`` steps, then a cosine down to ``floor`` x lr at ``total``."""
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        progress = min(1.0, (step - warmup) / max(1, total - warmup))
-        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-
-
-def build_optimizer(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
-    """AdamW with weight decay on the weight matrices only (not biases, LayerNorms or embeddings)."""
-    decay, no_decay = [], []
-    for name, param in model.named_parameters():
-        if not param.requires_grad:
-            continue
-        matrix = param.dim() >= 2 and "embedding" not in name
-        (decay if matrix else no_decay).append(param)
-    return torch.optim.AdamW(
-        [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=lr, betas=(0.9, 0.95),
-    )
-
-
 class EpochWindows:
     """Training windows of a token stream, reshuffled every epoch (and cut at a new offset)."""
 
@@ -94,7 +69,7 @@ class EpochWindows:
         return (len(self.ids) // self.seq_len) // self.batch_size
 
     def __iter__(self):
-        from course_lib.gpt import lm_batches
+        from course_lib.pretraining import lm_batches
 
         offset = (self.epoch * 37) % self.seq_len  # windows start at another place every epoch
         batches = lm_batches(self.ids[offset:], self.seq_len, self.batch_size, shuffle=True,
@@ -105,19 +80,11 @@ class EpochWindows:
 
 def main(argv: list[str] | None = None) -> int:
     from course_lib import data, env
-    from course_lib.checkpoint import ASSETS_DIR
-    from course_lib.gpt import (
-        CHECKPOINT_DIR,
-        GPT,
-        GPTConfig,
-        bigram_log_probs,
-        encode_documents,
-        evaluate_lm,
-        lm_batches,
-        save_pretrained,
-    )
+    from course_lib.checkpoint import ASSETS_DIR, save_pretrained
+    from course_lib.gpt import GPT, GPTConfig
     from course_lib.metrics import perplexity
     from course_lib.objectives import causal_lm_loss
+    from course_lib.pretraining import bigram_log_probs, encode_documents, evaluate_lm, lm_batches
     from course_lib.tokenizers import course_bpe_tokenizer
     from course_lib.train import Trainer
 
@@ -127,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     env.seed_everything(args.seed)
     device = torch.device(args.device) if args.device else env.get_device()
-    out = Path(args.out) if args.out else ASSETS_DIR / CHECKPOINT_DIR
+    out = Path(args.out) if args.out else ASSETS_DIR / "gpt"
 
     tokenizer = course_bpe_tokenizer(args.vocab_size)
     corpus = data.load_corpus("wiki")
@@ -137,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     config = GPTConfig(
         vocab_size=len(tokenizer), max_len=args.max_len, d_model=args.d_model,
         num_layers=args.num_layers, num_heads=args.num_heads, d_ff=args.d_ff, dropout=args.dropout,
-        embd_dropout=args.dropout, attn_dropout=0.0,
+        embedding_dropout=args.dropout, attention_dropout=0.0,
     )
     model = GPT(config)
     print(f"GPT {config.num_layers} layers x d_model {config.d_model}: {model.num_parameters():,} parameters; "
@@ -179,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         **{k: getattr(args, k) for k in DEFAULTS},
         "command": "python -m course_lib.pretrain gpt" + (" " + shlex.join(argv) if argv else ""),
         "tokenizer": f"course_lib.tokenizers.course_bpe_tokenizer({args.vocab_size})",
-        "data": "course_lib.gpt.encode_documents(tokenizer, course_lib.data.load_corpus('wiki').train)",
+        "data": "course_lib.pretraining.encode_documents(tokenizer, course_lib.data.load_corpus('wiki').train)",
         "train_seconds": round(seconds, 1),
         "device": device.type,
         "torch_threads": torch.get_num_threads(),

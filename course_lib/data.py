@@ -15,6 +15,11 @@ cell needs the network:
 Parsing the Wikipedia dump takes a couple of seconds, so the parsed corpus is cached as gzipped
 JSON under ``cache_dir()`` (``$COURSE_CACHE_DIR``, else ``$XDG_CACHE_HOME/course_lib``, else
 ``~/.cache/course_lib``) and memoised in the running process.
+
+Why one module of about 1,000 lines: it is the course's single door to data. The document types,
+the sentence splitter and the cleaning of the Wikipedia dump, the on-disk cache of the parsed
+corpora, the evaluation sets and the data card all describe the same documents; each section is
+short and stands alone.
 """
 
 from __future__ import annotations

@@ -27,6 +27,10 @@ hand-derived gradient applied to the rows in the batch only (see ``train_skipgra
 loop is not ``train.Trainer``).
 
 A "sentence" here is any unit that windows must not cross: notebook 03 uses paragraphs.
+
+Why one module of over 1,200 lines: it is notebook 03 end to end, and its pieces share
+``Vocabulary``, the encoded corpus and ``WordVectors``; the counting methods, word2vec, GloVe and
+the evaluation each sit in their own section below.
 """
 
 from __future__ import annotations

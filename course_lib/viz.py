@@ -13,6 +13,10 @@ of notebook 10: the bertviz adaptor, offline pictures of every layer and head, a
 
 Every function takes a torch tensor (on any device, with or without gradients) or a NumPy array.
 Queries are rows (the y axis, read top to bottom), keys are columns (the x axis).
+
+Why one module of over 1,000 lines: the pictures share one input convention (tensor or array,
+queries by keys) and one ``AttentionData`` record, which the bertviz adaptor, the offline grids and
+the head statistics all read; each function stands alone and none is long.
 """
 
 from __future__ import annotations

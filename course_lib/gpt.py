@@ -458,6 +458,7 @@ def generate(
     pad_token_id: int | None = None,
     attention_mask: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
+    repetition_penalty: float = 1.0,
 ) -> torch.Tensor:
     """Extend prompts one token at a time: greedy decoding or sampling.
 
@@ -484,6 +485,9 @@ def generate(
         attention_mask: ``(batch, seq)`` with 0 for left padding of prompts of different lengths;
             positions then count from each prompt's first real token, as in HF.
         generator: a ``torch.Generator`` for reproducible sampling (default: the global one).
+        repetition_penalty: > 0; before each choice, every token already in the sequence (prompt
+            included) has its logit divided by it (multiplied, if negative), as in HF: above 1 it
+            breaks greedy decoding's loops; 1.0 is off.
 
     Returns:
         The prompts with the new tokens appended: ``(batch, seq + new)``, or ``(seq + new,)`` for a
@@ -492,7 +496,7 @@ def generate(
     Built in notebook 08, sections 9 and 10.
     """
     ids, squeeze = _check_prompt(model, input_ids, max_new_tokens)
-    _check_sampling(do_sample, temperature, top_k, top_p)
+    _check_sampling(do_sample, temperature, top_k, top_p, repetition_penalty)
     if eos_token_id is not None and not 0 <= eos_token_id < model.config.vocab_size:
         raise ValueError(f"generate: eos_token_id={eos_token_id} is outside the vocabulary")
     pad = eos_token_id if pad_token_id is None else pad_token_id
@@ -509,7 +513,7 @@ def generate(
         finished = torch.zeros(batch, dtype=torch.bool, device=device)
         logits = model(ids, attention_mask, positions, cache=cache)[:, -1]  # (batch, vocab): the last position
         for step in range(max_new_tokens):
-            next_token = _choose(logits, do_sample, temperature, top_k, top_p, generator)  # (batch,)
+            next_token = _choose(logits, ids, do_sample, temperature, top_k, top_p, repetition_penalty, generator)
             if eos_token_id is not None:  # a finished sequence gets padding from now on
                 next_token = torch.where(finished, torch.full_like(next_token, pad), next_token)
                 finished |= next_token == eos_token_id
@@ -559,7 +563,7 @@ def _check_prompt(model: Any, input_ids: Any, max_new_tokens: Any) -> tuple[torc
     return input_ids, squeeze
 
 
-def _check_sampling(do_sample: Any, temperature: Any, top_k: Any, top_p: Any) -> None:
+def _check_sampling(do_sample: Any, temperature: Any, top_k: Any, top_p: Any, repetition_penalty: Any) -> None:
     if not isinstance(do_sample, bool):
         raise TypeError(f"generate expected do_sample to be True or False, got {do_sample!r}")
     if do_sample and (
@@ -573,6 +577,7 @@ def _check_sampling(do_sample: Any, temperature: Any, top_k: Any, top_p: Any) ->
         validate.positive_int(top_k, "top_k", "generate")
     if top_p is not None:
         validate.number(top_p, "top_p", "generate", low=0.0, high=1.0, low_open=True)
+    validate.number(repetition_penalty, "repetition_penalty", "generate", low=0.0, low_open=True)
 
 
 def _check_prompt_mask(attention_mask: Any, ids: torch.Tensor) -> torch.Tensor:
@@ -582,8 +587,12 @@ def _check_prompt_mask(attention_mask: Any, ids: torch.Tensor) -> torch.Tensor:
     return attention_mask.to(device=ids.device, dtype=torch.long)
 
 
-def _choose(logits, do_sample, temperature, top_k, top_p, generator) -> torch.Tensor:
-    """The next token of each row of ``logits (batch, vocab)``: ``(batch,)``."""
+def _choose(logits, ids, do_sample, temperature, top_k, top_p, repetition_penalty, generator) -> torch.Tensor:
+    """The next token of each row of ``logits (batch, vocab)`` after ``ids (batch, seq)``: ``(batch,)``."""
+    if repetition_penalty != 1.0:  # the tokens already in each row become less likely (HF's order: first)
+        seen = logits.float().gather(1, ids)  # (batch, seq): the logits of the tokens seen so far
+        seen = torch.where(seen < 0, seen * repetition_penalty, seen / repetition_penalty)
+        logits = logits.float().scatter(1, ids, seen)
     if not do_sample:
         return logits.argmax(dim=-1)
     logits = logits.float() / temperature

@@ -6,16 +6,26 @@
 - ``load_pipeline(task, name, fallback_folder=...)`` builds a ``transformers.pipeline`` from a
   local folder, the Hugging Face cache or the hub, and offline says so in one line and uses the
   fallback (a course model exported above) instead: a notebook cell never fails for want of network.
+- ``load_model(name, model_class)`` loads a model and its tokenizer from the same places (e.g. the
+  real GPT-2 for ``GPT.from_hf``), and offline says so in one line and returns ``model=None``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple
 
-__all__ = ["LoadedPipeline", "export_classifier", "export_fill_mask", "export_gpt", "load_pipeline"]
+__all__ = [
+    "LoadedModel",
+    "LoadedPipeline",
+    "export_classifier",
+    "export_fill_mask",
+    "export_gpt",
+    "load_model",
+    "load_pipeline",
+]
 
 
 @contextmanager
@@ -87,6 +97,31 @@ def export_fill_mask(model: Any, tokenizer: Any, folder: str | Path) -> Path:
     return folder
 
 
+def _load_from_folder_cache_or_hub(name: str, build: Callable[[str], Any], timeout: float) -> tuple[Any, str]:
+    """``build(path)`` on the first place that holds ``name``: a local folder, the HF cache, the hub.
+
+    The hub only when it answers within ``timeout`` seconds and ``HF_HUB_OFFLINE`` is not set.
+    Returns ``(built, where)``: where it came from, or, with ``built`` None, why no place had it.
+    """
+    from course_lib.viz import _hub_reachable
+
+    if Path(name).is_dir():
+        return build(name), f"the local folder {Path(name).name!r}"
+    try:  # downloaded once already: the cached snapshot folder, with no network
+        from huggingface_hub import snapshot_download
+
+        cached = snapshot_download(name, local_files_only=True)
+        return build(cached), f"{name} (Hugging Face cache)"
+    except (OSError, ValueError):  # not cached (LocalEntryNotFoundError is an OSError), or incomplete
+        pass
+    if not _hub_reachable(timeout):
+        return None, "the Hugging Face hub cannot be reached"
+    try:
+        return build(name), f"{name} (Hugging Face hub)"
+    except (OSError, ValueError) as exc:
+        return None, f"loading it failed ({type(exc).__name__})"
+
+
 class LoadedPipeline(NamedTuple):
     """What ``load_pipeline`` returns: the pipeline (None when nothing could stand in), its source."""
 
@@ -116,31 +151,61 @@ def load_pipeline(
     """
     from transformers import pipeline
 
-    from course_lib.viz import _hub_reachable
-
     def build(model: str):
         with _quiet():
             return pipeline(task, model=model, device=device, **pipeline_kwargs)
 
     if not isinstance(name, str) or not name:
         raise ValueError(f"load_pipeline expected a hub name or a folder, got {name!r}")
-    if Path(name).is_dir():
-        return LoadedPipeline(build(name), f"the local folder {Path(name).name!r}", False)
-    try:  # downloaded once already: the cached snapshot folder, with no network
-        from huggingface_hub import snapshot_download
-
-        cached = snapshot_download(name, local_files_only=True)
-        return LoadedPipeline(build(cached), f"{name} (Hugging Face cache)", False)
-    except (OSError, ValueError):  # not cached (LocalEntryNotFoundError is an OSError), or incomplete
-        pass
-    reason = "the Hugging Face hub cannot be reached"
-    if _hub_reachable(timeout):
-        try:
-            return LoadedPipeline(build(name), f"{name} (Hugging Face hub)", False)
-        except (OSError, ValueError) as exc:
-            reason = f"loading it failed ({type(exc).__name__})"
+    loaded, where = _load_from_folder_cache_or_hub(name, build, timeout)
+    if loaded is not None:
+        return LoadedPipeline(loaded, where, False)
     if fallback_folder is None:
-        print(f"{name!r} is not available ({reason}), and no course model does {task!r}: skipped.")
+        print(f"{name!r} is not available ({where}), and no course model does {task!r}: skipped.")
         return LoadedPipeline(None, "none", True)
-    print(f"{name!r} is not available ({reason}): using the course model in {Path(fallback_folder).name!r} instead.")
+    print(f"{name!r} is not available ({where}): using the course model in {Path(fallback_folder).name!r} instead.")
     return LoadedPipeline(build(str(fallback_folder)), f"the course model {Path(fallback_folder).name!r}", True)
+
+
+class LoadedModel(NamedTuple):
+    """What ``load_model`` returns: the model and its tokenizer (both None when not available), their source."""
+
+    model: Any
+    tokenizer: Any
+    source: str
+
+
+def load_model(name: str, model_class: str = "AutoModelForCausalLM", *, timeout: float = 2.0) -> LoadedModel:
+    """A ``transformers`` model and its tokenizer for ``name``, with an offline path.
+
+    The order is ``load_pipeline``'s: ``name`` as a local folder; the Hugging Face cache; the hub,
+    when it answers within ``timeout`` seconds and ``HF_HUB_OFFLINE`` is not set. Otherwise one
+    printed line says why, and the caller goes on without it. E.g. the real GPT-2 (124M):
+    ``gpt.GPT.from_hf(load_model("gpt2", "GPT2LMHeadModel").model)``.
+
+    Args:
+        name: a hub name (``"gpt2"``) or a folder written by ``save_pretrained``.
+        model_class: the name of a ``transformers`` class with ``from_pretrained``.
+        timeout: seconds to wait for the hub to answer.
+
+    Returns:
+        ``LoadedModel(model, tokenizer, source)``, the model in eval mode; ``(None, None, "none")``
+        when nothing holds ``name``.
+    """
+    import transformers
+
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"load_model expected a hub name or a folder, got {name!r}")
+    model_type = getattr(transformers, model_class, None) if isinstance(model_class, str) else None
+    if not hasattr(model_type, "from_pretrained"):
+        raise ValueError(f"load_model expected the name of a transformers model class, got {model_class!r}")
+
+    def build(path: str):
+        with _quiet():
+            return model_type.from_pretrained(path).eval(), transformers.AutoTokenizer.from_pretrained(path)
+
+    loaded, where = _load_from_folder_cache_or_hub(name, build, timeout)
+    if loaded is None:
+        print(f"{name!r} is not available ({where}): going on without it.")
+        return LoadedModel(None, None, "none")
+    return LoadedModel(*loaded, where)

@@ -201,69 +201,91 @@ class FeedForward(nn.Module):
 
 
 # ---- blocks ----------------------------------------------------------------------------------
-class _Residual(nn.Module):
-    """One sub-layer with its residual connection, dropout and layer norm, pre-LN or post-LN.
+def _sublayer(x: torch.Tensor, sublayer: Callable[[torch.Tensor], torch.Tensor], norm: nn.Module,
+              dropout: nn.Module, norm_first: bool, residual: bool) -> torch.Tensor:
+    """One sub-layer with its residual connection, dropout and layer norm.
 
-    post-LN (the 2017 paper): ``x = norm(x + dropout(sublayer(x)))``;
-    pre-LN (GPT-2 and most models since): ``x = x + dropout(sublayer(norm(x)))``.
+    pre-LN (GPT-2 and most models since): ``x + dropout(sublayer(norm(x)))``;
+    post-LN (the 2017 paper): ``norm(x + dropout(sublayer(x)))``.
+    ``residual=False`` drops the ``x +`` (an ablation: notebook 07 measures what it costs).
     """
+    skip = x if residual else 0.0
+    if norm_first:
+        return skip + dropout(sublayer(norm(x)))
+    return norm(skip + dropout(sublayer(x)))
 
-    def __init__(self, d_model: int, dropout: float, norm_first: bool) -> None:
-        super().__init__()
-        self.norm = LayerNorm(d_model)
-        self.dropout = nn.Dropout(dropout)
-        self.norm_first = norm_first
 
-    def forward(self, x: torch.Tensor, sublayer) -> tuple[torch.Tensor, object]:
-        out, extra = sublayer(self.norm(x) if self.norm_first else x)
-        x = x + self.dropout(out)
-        return (x if self.norm_first else self.norm(x)), extra
+def _norm(d_model: int, layer_norm: bool) -> nn.Module:
+    return LayerNorm(d_model) if layer_norm else nn.Identity()
 
 
 class EncoderLayer(nn.Module):
     """One encoder block: self-attention over the source, then the feed-forward network, each
     wrapped in a residual connection with dropout and layer norm.
 
+    In the default pre-LN form the forward pass is::
+
+        x = x + dropout(attention(attention_norm(x), mask=src_mask))
+        x = x + dropout(feed_forward(feed_forward_norm(x)))
+
     Args:
         d_model, num_heads, d_ff: sizes (``num_heads`` divides ``d_model``).
         dropout: on the attention weights, on each sub-layer's output and inside the feed-forward.
         norm_first: True for pre-LN (trains stably without warm-up tricks), False for the paper's post-LN.
+        residual, layer_norm: False removes the residual connections or the layer norms (ablations).
+
+    Attributes: ``attention``, ``attention_norm``, ``feed_forward``, ``feed_forward_norm``, ``dropout``
+    (the names ``GPTBlock`` and ``BertLayer`` use). Written by the learner in notebook 07, section 2.
     """
 
-    def __init__(self, d_model: int, num_heads: int, d_ff: int, dropout: float = 0.1, norm_first: bool = True) -> None:
+    def __init__(self, d_model: int, num_heads: int, d_ff: int, dropout: float = 0.1, norm_first: bool = True,
+                 residual: bool = True, layer_norm: bool = True) -> None:
         super().__init__()
         dropout = validate.dropout_p(dropout, "EncoderLayer")
-        self.d_model = d_model
-        self.self_attn = MultiHeadAttention(d_model, num_heads, dropout=dropout)
+        self.d_model, self.norm_first, self.residual = d_model, norm_first, residual
+        self.attention = MultiHeadAttention(d_model, num_heads, dropout=dropout)
+        self.attention_norm = _norm(d_model, layer_norm)
         self.feed_forward = FeedForward(d_model, d_ff, dropout)
-        self.attn_block = _Residual(d_model, dropout, norm_first)
-        self.ff_block = _Residual(d_model, dropout, norm_first)
+        self.feed_forward_norm = _norm(d_model, layer_norm)
+        self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor, src_mask: torch.Tensor | None = None) -> torch.Tensor:
         """``x (batch, S, d_model)``, ``src_mask`` boolean broadcastable to ``(batch, heads, S, S)``
         (``source_mask``'s ``(batch, 1, 1, S)``) -> ``(batch, S, d_model)``."""
         x = _check_activations(x, self.d_model, "x", "EncoderLayer")
-        x, _ = self.attn_block(x, lambda h: self.self_attn(h, mask=src_mask, need_weights=False))
-        x, _ = self.ff_block(x, lambda h: (self.feed_forward(h), None))
-        return x
+        wrap = dict(dropout=self.dropout, norm_first=self.norm_first, residual=self.residual)
+        x = _sublayer(x, lambda h: self.attention(h, mask=src_mask, need_weights=False)[0],
+                      self.attention_norm, **wrap)
+        return _sublayer(x, self.feed_forward, self.feed_forward_norm, **wrap)
 
 
 class DecoderLayer(nn.Module):
     """One decoder block: masked self-attention over the target so far, cross-attention to the
     encoder's output (the "memory"), then the feed-forward network; each with residual, dropout
-    and layer norm. Arguments as ``EncoderLayer``.
+    and layer norm. In the default pre-LN form::
+
+        y = y + dropout(self_attention(self_attention_norm(y), mask=tgt_mask))
+        y = y + dropout(cross_attention(cross_attention_norm(y), memory, mask=memory_mask))
+        y = y + dropout(feed_forward(feed_forward_norm(y)))
+
+    The cross-attention's queries come from the decoder, its keys and values from ``memory``.
+    Arguments as ``EncoderLayer``; attributes ``self_attention``, ``self_attention_norm``,
+    ``cross_attention``, ``cross_attention_norm``, ``feed_forward``, ``feed_forward_norm``, ``dropout``.
+    Written by the learner in notebook 07, section 3.
     """
 
-    def __init__(self, d_model: int, num_heads: int, d_ff: int, dropout: float = 0.1, norm_first: bool = True) -> None:
+    def __init__(self, d_model: int, num_heads: int, d_ff: int, dropout: float = 0.1, norm_first: bool = True,
+                 residual: bool = True, layer_norm: bool = True) -> None:
         super().__init__()
         dropout = validate.dropout_p(dropout, "DecoderLayer")
-        self.d_model = d_model
-        self.self_attn = MultiHeadAttention(d_model, num_heads, dropout=dropout)
-        self.cross_attn = MultiHeadAttention(d_model, num_heads, dropout=dropout)
+        self.d_model, self.norm_first, self.residual = d_model, norm_first, residual
+        self.self_attention = MultiHeadAttention(d_model, num_heads, dropout=dropout)
+        self.self_attention_norm = _norm(d_model, layer_norm)
+        self.cross_attention = MultiHeadAttention(d_model, num_heads, dropout=dropout)
+        self.cross_attention_norm = _norm(d_model, layer_norm)
         self.feed_forward = FeedForward(d_model, d_ff, dropout)
-        self.self_block = _Residual(d_model, dropout, norm_first)
-        self.cross_block = _Residual(d_model, dropout, norm_first)
-        self.ff_block = _Residual(d_model, dropout, norm_first)
+        self.feed_forward_norm = _norm(d_model, layer_norm)
+        self.dropout = nn.Dropout(dropout)
 
     def forward(
         self,
@@ -286,25 +308,33 @@ class DecoderLayer(nn.Module):
         """
         y = _check_activations(y, self.d_model, "y", "DecoderLayer")
         memory = _check_activations(memory, self.d_model, "memory", "DecoderLayer")
-        y, _ = self.self_block(y, lambda h: self.self_attn(h, mask=tgt_mask, need_weights=False))
-        y, weights = self.cross_block(
-            y, lambda h: self.cross_attn(h, memory, mask=memory_mask, need_weights=need_weights)
-        )
-        y, _ = self.ff_block(y, lambda h: (self.feed_forward(h), None))
-        return y, weights
+        wrap = dict(dropout=self.dropout, norm_first=self.norm_first, residual=self.residual)
+        y = _sublayer(y, lambda h: self.self_attention(h, mask=tgt_mask, need_weights=False)[0],
+                      self.self_attention_norm, **wrap)
+        weights = []  # the cross-attention's weights, kept on the way through
+
+        def cross(h: torch.Tensor) -> torch.Tensor:
+            out, w = self.cross_attention(h, memory, mask=memory_mask, need_weights=need_weights)
+            weights.append(w)
+            return out
+
+        y = _sublayer(y, cross, self.cross_attention_norm, **wrap)
+        return _sublayer(y, self.feed_forward, self.feed_forward_norm, **wrap), weights[0]
 
 
 class Encoder(nn.Module):
     """A stack of ``num_layers`` ``EncoderLayer``s (with a final layer norm for pre-LN)."""
 
     def __init__(self, num_layers: int, d_model: int, num_heads: int, d_ff: int,
-                 dropout: float = 0.1, norm_first: bool = True) -> None:
+                 dropout: float = 0.1, norm_first: bool = True, residual: bool = True,
+                 layer_norm: bool = True) -> None:
         super().__init__()
         validate.positive_int(num_layers, "num_layers", "Encoder")
         self.layers = nn.ModuleList(
-            EncoderLayer(d_model, num_heads, d_ff, dropout, norm_first) for _ in range(num_layers)
+            EncoderLayer(d_model, num_heads, d_ff, dropout, norm_first, residual, layer_norm)
+            for _ in range(num_layers)
         )
-        self.norm = LayerNorm(d_model) if norm_first else nn.Identity()
+        self.norm = _norm(d_model, layer_norm) if norm_first else nn.Identity()
 
     def forward(self, x: torch.Tensor, src_mask: torch.Tensor | None = None) -> torch.Tensor:
         """``(batch, S, d_model)`` -> ``(batch, S, d_model)``."""
@@ -317,13 +347,15 @@ class Decoder(nn.Module):
     """A stack of ``num_layers`` ``DecoderLayer``s (with a final layer norm for pre-LN)."""
 
     def __init__(self, num_layers: int, d_model: int, num_heads: int, d_ff: int,
-                 dropout: float = 0.1, norm_first: bool = True) -> None:
+                 dropout: float = 0.1, norm_first: bool = True, residual: bool = True,
+                 layer_norm: bool = True) -> None:
         super().__init__()
         validate.positive_int(num_layers, "num_layers", "Decoder")
         self.layers = nn.ModuleList(
-            DecoderLayer(d_model, num_heads, d_ff, dropout, norm_first) for _ in range(num_layers)
+            DecoderLayer(d_model, num_heads, d_ff, dropout, norm_first, residual, layer_norm)
+            for _ in range(num_layers)
         )
-        self.norm = LayerNorm(d_model) if norm_first else nn.Identity()
+        self.norm = _norm(d_model, layer_norm) if norm_first else nn.Identity()
 
     def forward(self, y, memory, tgt_mask=None, memory_mask=None, need_weights: bool = False):
         """``y (batch, T, d_model)``, ``memory (batch, S, d_model)`` -> ``(y, cross_weights)`` with
@@ -380,6 +412,16 @@ class Seq2SeqTransformer(nn.Module):
         tie_embeddings: share the target embedding matrix with the output layer (as the paper
             does): fewer parameters, and the output scores a token by the dot product with its own
             embedding.
+        residual, layer_norm, positional: False removes the residual connections, the layer norms
+            or the position encodings everywhere (the ablations of notebook 07).
+
+    The forward pass, which the learner writes in notebook 07, section 5::
+
+        src_mask = source_mask(src, pad_id)
+        memory = encoder(dropout(positions(src_embed(src) * sqrt(d_model))), src_mask)
+        y, _ = decoder(dropout(positions(tgt_embed(tgt) * sqrt(d_model))), memory,
+                       decoder_mask(tgt, pad_id), src_mask)
+        logits = out_proj(y)
     """
 
     def __init__(
@@ -396,6 +438,9 @@ class Seq2SeqTransformer(nn.Module):
         pad_id: int = 0,
         norm_first: bool = True,
         tie_embeddings: bool = True,
+        residual: bool = True,
+        layer_norm: bool = True,
+        positional: bool = True,
     ) -> None:
         super().__init__()
         caller = "Seq2SeqTransformer"
@@ -408,10 +453,11 @@ class Seq2SeqTransformer(nn.Module):
         self.d_model, self.pad_id, self.max_len = d_model, pad_id, max_len
         self.src_embed = nn.Embedding(src_vocab_size, d_model, padding_idx=pad_id)
         self.tgt_embed = nn.Embedding(tgt_vocab_size, d_model, padding_idx=pad_id)
-        self.positions = SinusoidalPositionalEmbedding(max_len, d_model)
+        self.positions = SinusoidalPositionalEmbedding(max_len, d_model) if positional else nn.Identity()
         self.dropout = nn.Dropout(dropout)
-        self.encoder = Encoder(num_encoder_layers, d_model, num_heads, d_ff, dropout, norm_first)
-        self.decoder = Decoder(num_decoder_layers, d_model, num_heads, d_ff, dropout, norm_first)
+        stack = dict(dropout=dropout, norm_first=norm_first, residual=residual, layer_norm=layer_norm)
+        self.encoder = Encoder(num_encoder_layers, d_model, num_heads, d_ff, **stack)
+        self.decoder = Decoder(num_decoder_layers, d_model, num_heads, d_ff, **stack)
         self.out_proj = nn.Linear(d_model, tgt_vocab_size, bias=False)
         for module in self.modules():
             if isinstance(module, nn.Linear):

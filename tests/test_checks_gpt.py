@@ -1,4 +1,4 @@
-"""The notebook-06 checkers accept every right answer and name the mistake in each wrong one."""
+"""The notebook-08 checkers accept every right answer and name the mistake in each wrong one."""
 
 import pytest
 import torch
@@ -332,3 +332,117 @@ def test_verdicts_are_one_line():
     for verdict in (check.causal_lm_loss(loss_right_by_hand), check.top_k_filter(top_k_right),
                     check.top_p_filter(top_p_right), check.top_p_filter(top_p_unsorted)):
         assert "\n" not in repr(verdict)
+
+
+# ---- the block and the model ------------------------------------------------------------------
+def _block(block, x, *, causal=True, post=False, skip=True, normed_skip=False):
+    norms = (block.attention_norm, block.feed_forward_norm)
+    subs = (lambda h: block.attention(h, is_causal=causal)[0], block.feed_forward)
+    for i, (f, norm) in enumerate(zip(subs, norms)):
+        if post:
+            x = norm(x + f(x))
+        else:
+            h = norm(x)
+            x = (h if normed_skip else x if (skip or i) else 0) + block.dropout(f(h))
+    return x
+
+
+def _block_with_mask(block, x):
+    from course_lib.attention import causal_mask
+
+    a, _ = block.attention(block.attention_norm(x), mask=causal_mask(x.shape[1]))
+    x = x + a
+    return x + block.feed_forward(block.feed_forward_norm(x))
+
+
+@pytest.mark.parametrize("fn", [lambda b, x: b(x)[0], _block, _block_with_mask])
+def test_gpt_block_forward_accepts_right_answers(fn):
+    assert check.gpt_block_forward(fn).passed
+
+
+@pytest.mark.parametrize("fn,hint", [
+    (lambda b, x: _block(b, x, causal=False), "causal"),
+    (lambda b, x: _block(b, x, post=True), "post-LN"),
+    (lambda b, x: _block(b, x, skip=False), "around the attention"),
+    (lambda b, x: _block(b, x, normed_skip=True), "NORMALISED"),
+    (lambda b, x: b(x), "not a tuple"),
+    (lambda b, x: 2 * _block(b, x), "differs"),
+])
+def test_gpt_block_forward_rejects_mistakes_with_a_hint(fn, hint):
+    verdict = check.gpt_block_forward(fn)
+    assert verdict.status == "wrong" and hint in verdict.message, verdict.message
+
+
+def _forward(model, ids, *, positions=True, final=True, unpack=True, head=True):
+    x = model.token_embedding(ids)
+    if positions:
+        x = x + model.position_embedding.positions(ids.shape[1])
+    x = model.dropout(x)
+    for block in model.layers:
+        x = block(x)[0] if unpack else block(x)
+    x = model.final_norm(x) if final else x
+    return model.lm_head(x) if head else x
+
+
+@pytest.mark.parametrize("fn", [lambda m, ids: m(ids), _forward])
+def test_gpt_forward_accepts_right_answers(fn):
+    assert check.gpt_forward(fn).passed
+
+
+@pytest.mark.parametrize("kwargs,hint", [
+    (dict(positions=False), "position embeddings"),
+    (dict(final=False), "final_norm"),
+    (dict(unpack=False), "unpack"),
+    (dict(head=False), "lm_head"),
+])
+def test_gpt_forward_rejects_mistakes_with_a_hint(kwargs, hint):
+    verdict = check.gpt_forward(lambda m, ids: _forward(m, ids, **kwargs))
+    assert verdict.status == "wrong" and hint in verdict.message, verdict.message
+
+
+# ---- the training loop ------------------------------------------------------------------------
+def _loop(model, batches, optimizer, scheduler, max_grad_norm, *, order=("zero", "backward", "clip", "step", "schedule"),
+          train=True, item=True):
+    if train:
+        model.train()
+    losses = []
+    for batch in batches:
+        loss = objectives.causal_lm_loss(model(batch), batch)
+        for action in order:
+            if action == "zero":
+                optimizer.zero_grad(set_to_none=True)
+            elif action == "backward":
+                loss.backward()
+            elif action == "clip":
+                torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+            elif action == "step":
+                optimizer.step()
+            elif action == "schedule":
+                scheduler.step()
+        losses.append(loss.item() if item else loss.detach())
+    return losses
+
+
+@pytest.mark.parametrize("kwargs", [{}, dict(item=False)])
+def test_train_steps_accepts_right_answers(kwargs):
+    verdict = check.train_steps(lambda *a: _loop(*a, **kwargs))
+    assert verdict.passed, verdict
+
+
+@pytest.mark.parametrize("kwargs,hint", [
+    (dict(order=("backward", "clip", "step", "schedule")), "zero the gradients"),
+    (dict(order=("backward", "zero", "clip", "step", "schedule")), "never change"),
+    (dict(order=("zero", "backward", "step", "schedule")), "BEFORE optimizer.step()"),
+    (dict(order=("zero", "backward", "step", "clip", "schedule")), "BEFORE optimizer.step()"),
+    (dict(order=("zero", "backward", "clip", "step")), "scheduler"),
+    (dict(order=("zero", "schedule", "backward", "clip", "step")), "after optimizer.step()"),
+    (dict(train=False), "model.train()"),
+])
+def test_train_steps_rejects_mistakes_with_a_hint(kwargs, hint):
+    verdict = check.train_steps(lambda *a: _loop(*a, **kwargs))
+    assert verdict.status == "wrong" and hint in verdict.message, verdict.message
+
+
+def test_train_steps_wants_one_loss_per_batch():
+    verdict = check.train_steps(lambda *a: _loop(*a)[:-1])
+    assert verdict.status == "wrong" and "one loss per batch" in verdict.message

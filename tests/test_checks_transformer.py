@@ -1,4 +1,4 @@
-"""The notebook-05 checkers accept every right answer and name the mistake in each wrong one."""
+"""The notebook-07 checkers accept every right answer and name the mistake in each wrong one."""
 
 import pytest
 import torch
@@ -169,3 +169,130 @@ def test_beam_search_step_rejects_mistakes_with_a_hint(fn, hint):
 def test_a_stub_is_not_done_yet(checker):
     verdict = checker(stub)
     assert verdict.status == "not done"
+
+
+# ---- the layers' forward passes ----------------------------------------------------------------
+def _enc(layer, x, src_mask, *, post=False, skip=True, normed_skip=False, mask="given", one_norm=False):
+    m = {"given": src_mask, "none": None, "inverted": None if src_mask is None else ~src_mask}[mask]
+    n1 = layer.attention_norm
+    n2 = n1 if one_norm else layer.feed_forward_norm
+    if post:
+        x = n1(x + layer.attention(x, mask=m)[0])
+        return n2(x + layer.feed_forward(x))
+    h = n1(x)
+    x = (h if normed_skip else x if skip else 0) + layer.attention(h, mask=m)[0]
+    h = n2(x)
+    return (h if normed_skip else x) + layer.feed_forward(h)
+
+
+RIGHT_ENCODER = [
+    lambda layer, x, m: layer(x, m),
+    lambda layer, x, m: _enc(layer, x, m),
+    lambda layer, x, m: (lambda h: h + layer.dropout(layer.feed_forward(layer.feed_forward_norm(h))))(
+        x + layer.dropout(layer.attention(layer.attention_norm(x), mask=m, need_weights=True)[0])),
+]
+WRONG_ENCODER = [
+    (lambda layer, x, m: _enc(layer, x, m, post=True), "post-LN"),
+    (lambda layer, x, m: _enc(layer, x, m, skip=False), "residual connection is missing around the attention"),
+    (lambda layer, x, m: _enc(layer, x, m, normed_skip=True), "NORMALISED"),
+    (lambda layer, x, m: _enc(layer, x, m, mask="none"), "pass src_mask"),
+    (lambda layer, x, m: _enc(layer, x, m, mask="inverted"), "inverted"),
+    (lambda layer, x, m: _enc(layer, x, m, one_norm=True), "its own norm"),
+    (lambda layer, x, m: _enc(layer, x, m)[:, :-1], "shape"),
+    (lambda layer, x, m: _enc(layer, x, m).tolist(), "torch.Tensor"),
+    (lambda layer, x, m: 2 * _enc(layer, x, m), "differs"),
+    (lambda layer, x, m: _enc(layer, x, m if m is not None else torch.ones(1, dtype=torch.bool)[None, None, None]
+                              ) if x.shape[0] == 2 else x, "src_mask=None"),
+]
+
+
+@pytest.mark.parametrize("fn", RIGHT_ENCODER)
+def test_encoder_layer_forward_accepts_right_answers(fn):
+    verdict = check.encoder_layer_forward(fn)
+    assert verdict.passed, verdict
+
+
+@pytest.mark.parametrize("fn,hint", WRONG_ENCODER)
+def test_encoder_layer_forward_rejects_mistakes_with_a_hint(fn, hint):
+    verdict = check.encoder_layer_forward(fn)
+    assert verdict.status == "wrong" and hint in verdict.message, verdict.message
+
+
+def _dec(layer, y, memory, tgt_mask, memory_mask, *, post=False, self_mask="tgt", cross_mask="memory",
+         kv="memory", skip_cross=True, q_memory=False):
+    masks = {"tgt": tgt_mask, "memory": memory_mask, None: None}
+    norms = (layer.self_attention_norm, layer.cross_attention_norm, layer.feed_forward_norm)
+
+    def cross(h):
+        keys = memory if kv == "memory" else h
+        q, k = (keys, h) if q_memory else (h, keys)
+        return layer.cross_attention(q, k, mask=masks[cross_mask])[0]
+
+    subs = (lambda h: layer.self_attention(h, mask=masks[self_mask])[0], cross, layer.feed_forward)
+    for i, (f, norm) in enumerate(zip(subs, norms)):
+        if post:
+            y = norm(y + f(y))
+        else:
+            y = (y if (skip_cross or i != 1) else 0) + f(norm(y))
+    return y
+
+
+RIGHT_DECODER = [
+    lambda layer, y, mem, t, s: layer(y, mem, t, s)[0],
+    lambda layer, y, mem, t, s: _dec(layer, y, mem, t, s),
+]
+WRONG_DECODER = [
+    (lambda layer, y, mem, t, s: _dec(layer, y, mem, t, s, post=True), "post-LN"),
+    (lambda layer, y, mem, t, s: _dec(layer, y, mem, t, s, self_mask=None), "pass tgt_mask"),
+    (lambda layer, y, mem, t, s: _dec(layer, y, mem, t, s, self_mask="memory", cross_mask="tgt"), "wrong sides"),
+    (lambda layer, y, mem, t, s: _dec(layer, y, mem, t, s, cross_mask=None), "pass memory_mask"),
+    (lambda layer, y, mem, t, s: _dec(layer, y, mem, t, s, kv="decoder"), "come from the decoder"),
+    (lambda layer, y, mem, t, s: _dec(layer, y, mem, t, s, kv="decoder", cross_mask="tgt"), "come from the decoder"),
+    (lambda layer, y, mem, t, s: _dec(layer, y, mem, t, s, skip_cross=False), "around the cross-attention"),
+    (lambda layer, y, mem, t, s: _dec(layer, y, mem, t, s, q_memory=True), "queries come from the decoder"),
+    (lambda layer, y, mem, t, s: layer(y, mem, t, s), "return only y"),
+]
+
+
+@pytest.mark.parametrize("fn", RIGHT_DECODER)
+def test_decoder_layer_forward_accepts_right_answers(fn):
+    verdict = check.decoder_layer_forward(fn)
+    assert verdict.passed, verdict
+
+
+@pytest.mark.parametrize("fn,hint", WRONG_DECODER)
+def test_decoder_layer_forward_rejects_mistakes_with_a_hint(fn, hint):
+    verdict = check.decoder_layer_forward(fn)
+    assert verdict.status == "wrong" and hint in verdict.message, verdict.message
+
+
+def _s2s(model, src, tgt, *, scale=True, positions=True, causal=True, source_mask=True, head=True):
+    import math
+
+    def embed(ids, table):
+        h = table(ids) * (math.sqrt(model.d_model) if scale else 1)
+        return model.dropout(model.positions(h) if positions else h)
+
+    s_mask = tf.source_mask(src, model.pad_id)
+    memory = model.encoder(embed(src, model.src_embed), s_mask)
+    t_mask = tf.decoder_mask(tgt, model.pad_id) if causal else tf.source_mask(tgt, model.pad_id)
+    y, _ = model.decoder(embed(tgt, model.tgt_embed), memory, t_mask, s_mask if source_mask else None)
+    return model.out_proj(y) if head else y
+
+
+@pytest.mark.parametrize("fn", [lambda m, s, t: m(s, t), _s2s])
+def test_seq2seq_forward_accepts_right_answers(fn):
+    verdict = check.seq2seq_forward(fn)
+    assert verdict.passed, verdict
+
+
+@pytest.mark.parametrize("kwargs,hint", [
+    (dict(scale=False), "sqrt(d_model)"),
+    (dict(positions=False), "positions"),
+    (dict(causal=False), "CAUSAL"),
+    (dict(source_mask=False), "source mask"),
+    (dict(head=False), "out_proj"),
+])
+def test_seq2seq_forward_rejects_mistakes_with_a_hint(kwargs, hint):
+    verdict = check.seq2seq_forward(lambda m, s, t: _s2s(m, s, t, **kwargs))
+    assert verdict.status == "wrong" and hint in verdict.message, verdict.message

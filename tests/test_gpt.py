@@ -163,6 +163,36 @@ def test_sampling_equals_hf_with_the_same_seed(small_hf):
     assert torch.equal(generate(ours, prompt, 25, **settings), expected)
 
 
+def test_repetition_penalty_equals_hf_greedy_and_sampling(small_hf):
+    ours = GPT.from_hf(small_hf)
+    prompt = torch.randint(0, 101, (2, 5), generator=torch.Generator().manual_seed(4))
+    expected = small_hf.generate(prompt, max_new_tokens=20, do_sample=False, repetition_penalty=1.3)
+    assert torch.equal(generate(ours, prompt, 20, repetition_penalty=1.3), expected)
+    assert not torch.equal(expected, small_hf.generate(prompt, max_new_tokens=20, do_sample=False))
+    settings = dict(do_sample=True, temperature=0.8, top_k=20, top_p=0.9, repetition_penalty=1.5)
+    torch.manual_seed(7)
+    expected = small_hf.generate(prompt, max_new_tokens=20, **settings)
+    torch.manual_seed(7)
+    assert torch.equal(generate(ours, prompt, 20, **settings), expected)
+
+
+def test_repetition_penalty_of_1_is_off_and_the_cache_does_not_change_it(small_hf):
+    ours = GPT.from_hf(small_hf)
+    prompt = torch.randint(0, 101, (2, 5), generator=torch.Generator().manual_seed(5))
+    assert torch.equal(generate(ours, prompt, 20, repetition_penalty=1.0), generate(ours, prompt, 20))
+    for penalty in (0.7, 1.3):  # below 1 favours repeats
+        with_cache = generate(ours, prompt, 20, repetition_penalty=penalty)
+        assert torch.equal(generate(ours, prompt, 20, use_cache=False, repetition_penalty=penalty), with_cache)
+        assert torch.equal(generate(ours, prompt[0], 20, repetition_penalty=penalty), with_cache[0])  # 1-D
+
+
+@pytest.mark.parametrize("penalty", [0, 0.0, -1.3, float("nan"), "1.3", True, None])
+def test_repetition_penalty_must_be_a_positive_number(penalty):
+    model = GPT(GPTConfig(vocab_size=20, max_len=10, d_model=8, num_layers=1, num_heads=2))
+    with pytest.raises((ValueError, TypeError), match="repetition_penalty"):
+        generate(model, torch.tensor([[1]]), 2, repetition_penalty=penalty)
+
+
 def test_sampling_is_reproducible_with_a_generator_and_respects_top_k():
     torch.manual_seed(0)
     model = GPT(GPTConfig(vocab_size=40, max_len=32, d_model=16, num_layers=1, num_heads=2))

@@ -82,15 +82,15 @@ def test_encoder_layer_matches_torch(norm_first):
     with torch.no_grad():
         w_q, w_k, w_v = ref.self_attn.in_proj_weight.chunk(3)
         b_q, b_k, b_v = ref.self_attn.in_proj_bias.chunk(3)
-        for proj, w, b in ((ours.self_attn.q_proj, w_q, b_q), (ours.self_attn.k_proj, w_k, b_k),
-                           (ours.self_attn.v_proj, w_v, b_v)):
+        for proj, w, b in ((ours.attention.q_proj, w_q, b_q), (ours.attention.k_proj, w_k, b_k),
+                           (ours.attention.v_proj, w_v, b_v)):
             proj.weight.copy_(w)
             proj.bias.copy_(b)
-        ours.self_attn.out_proj.load_state_dict(ref.self_attn.out_proj.state_dict())
+        ours.attention.out_proj.load_state_dict(ref.self_attn.out_proj.state_dict())
         ours.feed_forward.fc_in.load_state_dict(ref.linear1.state_dict())
         ours.feed_forward.fc_out.load_state_dict(ref.linear2.state_dict())
-        ours.attn_block.norm.load_state_dict(ref.norm1.state_dict())
-        ours.ff_block.norm.load_state_dict(ref.norm2.state_dict())
+        ours.attention_norm.load_state_dict(ref.norm1.state_dict())
+        ours.feed_forward_norm.load_state_dict(ref.norm2.state_dict())
     x = torch.randn(2, 5, 16)
     lengths = torch.tensor([5, 3])
     keep = torch.arange(5) < lengths[:, None]

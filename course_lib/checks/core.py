@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["Verdict", "Mistake", "run_checker", "expect_tensor"]
+__all__ = ["Verdict", "Mistake", "run_checker", "expect_tensor", "randomise_norms", "match_variants"]
 
 
 @dataclass(frozen=True)
@@ -70,3 +70,31 @@ def expect_tensor(value: Any, what: str) -> torch.Tensor:
     if not isinstance(value, torch.Tensor):
         raise Mistake(f"{what} should be a torch.Tensor, it gave a {type(value).__name__}.")
     return value
+
+
+def randomise_norms(module: torch.nn.Module, generator: torch.Generator) -> None:
+    """Give every LayerNorm in ``module`` a gain and shift far from (1, 0), so a norm used in the
+    wrong place changes the output (a fresh norm is nearly the identity on normalised inputs)."""
+    with torch.no_grad():
+        for sub in module.modules():
+            if type(sub).__name__ == "LayerNorm":
+                sub.weight.copy_(torch.rand(sub.weight.shape, generator=generator) + 0.5)
+                sub.bias.copy_(torch.randn(sub.bias.shape, generator=generator))
+
+
+def _close(a: torch.Tensor, b: torch.Tensor, atol: float) -> bool:
+    return a.shape == b.shape and torch.allclose(a.double(), b.double(), atol=atol, rtol=1e-4)
+
+
+def match_variants(out: torch.Tensor, right: torch.Tensor, variants: dict[str, torch.Tensor],
+                   hints: dict[str, str], otherwise: str, atol: float = 1e-5) -> None:
+    """Return if ``out`` equals ``right``; otherwise raise ``Mistake`` with the hint of the first of
+    ``variants`` (the outputs of known wrong implementations) that ``out`` equals, or ``otherwise``."""
+    if out.shape != right.shape:
+        raise Mistake(f"expected an output of shape {tuple(right.shape)}, got {tuple(out.shape)}.")
+    if _close(out, right, atol):
+        return
+    for key, value in variants.items():
+        if _close(out, value, atol):
+            raise Mistake(hints[key])
+    raise Mistake(otherwise)

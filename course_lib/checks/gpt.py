@@ -1,4 +1,5 @@
-"""Checkers for notebook 08 (causal language model, GPT): the next-token loss and the two sampling filters."""
+"""Checkers for notebook 08 (causal language model, GPT): the next-token loss, the block's and the model's
+forward passes, the training loop and the two sampling filters."""
 
 from __future__ import annotations
 
@@ -7,9 +8,16 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from course_lib.checks.core import Mistake, Verdict, expect_tensor, run_checker
+from course_lib.checks.core import (
+    Mistake,
+    Verdict,
+    expect_tensor,
+    match_variants,
+    randomise_norms,
+    run_checker,
+)
 
-__all__ = ["causal_lm_loss", "top_k_filter", "top_p_filter"]
+__all__ = ["causal_lm_loss", "gpt_block_forward", "gpt_forward", "train_steps", "top_k_filter", "top_p_filter"]
 
 
 
@@ -281,3 +289,210 @@ def top_p_filter(fn: Callable[[torch.Tensor, float], torch.Tensor]) -> Verdict:
         return "the most likely tokens up to and including the one that crosses p, per row; the rest -inf."
 
     return run_checker("top_p_filter", check)
+
+
+# ---- the GPT block and the model's forward pass --------------------------------------------------
+def _tiny_gpt(seed: int, **overrides):
+    from course_lib import gpt
+
+    torch.manual_seed(seed)
+    settings = dict(vocab_size=50, max_len=12, d_model=16, num_layers=2, num_heads=4)
+    settings.update(overrides)
+    return gpt.GPT(gpt.GPTConfig(**settings))
+
+
+def _block_forward(block, x, *, causal=True, post=False, normed_skip=False, skips=(True, True), ff_norm=None):
+    norms = (block.attention_norm, ff_norm or block.feed_forward_norm)
+    subs = (lambda h: block.attention(h, is_causal=causal, need_weights=False)[0], block.feed_forward)
+    for f, norm, skip in zip(subs, norms, skips):
+        if post:
+            x = norm((x if skip else 0) + f(x))
+        else:
+            h = norm(x)
+            x = (h if normed_skip else x if skip else 0) + f(h)
+    return x
+
+
+def gpt_block_forward(fn: Callable[..., torch.Tensor]) -> Verdict:
+    """Check ``fn(block, x)``: the forward pass of a pre-LN ``gpt.GPTBlock`` with causal self-attention."""
+    from course_lib.checks.transformer import NORMED_SKIP_HINT, POST_LN_HINT, RESIDUAL_HINT
+
+    def check() -> str:
+        gen = torch.Generator().manual_seed(3)
+        block = _tiny_gpt(3).layers[0].eval()
+        randomise_norms(block, gen)
+        x = torch.randn(2, 7, 16, generator=gen) * 2
+        with torch.no_grad():
+            out = fn(block, x.clone())
+            if isinstance(out, tuple):
+                raise Mistake("return only x, the block's output (batch, T, d_model), not a tuple.")
+            out = expect_tensor(out, "your gpt_block_forward")
+            right = block(x)[0]
+            variants = {
+                "no causal": _block_forward(block, x, causal=False),
+                "post": _block_forward(block, x, post=True),
+                "normed skip": _block_forward(block, x, normed_skip=True),
+                "no skip attention": _block_forward(block, x, skips=(False, True)),
+                "no skip mlp": _block_forward(block, x, skips=(True, False)),
+                "one norm": _block_forward(block, x, ff_norm=block.attention_norm),
+            }
+        hints = {
+            "no causal": "the attention must be causal: position t may read positions 0..t only, or the model "
+                         "learns to copy the next token from its input. Pass is_causal=True (or "
+                         "mask=causal_mask(T)).",
+            "post": POST_LN_HINT,
+            "normed skip": NORMED_SKIP_HINT,
+            "no skip attention": RESIDUAL_HINT.format(what="attention"),
+            "no skip mlp": RESIDUAL_HINT.format(what="feed-forward network"),
+            "one norm": "each sub-layer has its own norm: attention_norm before attention, feed_forward_norm "
+                        "before the feed-forward network.",
+        }
+        match_variants(out, right, variants, hints, "the output differs from block(x)[0]: x + attention(norm(x)) "
+                       "with a causal mask, then x + feed_forward(norm(x)).")
+        x2 = torch.randn(1, 12, 16, generator=gen)
+        with torch.no_grad():
+            out2 = expect_tensor(fn(block, x2), "your gpt_block_forward")
+            if not _close(out2, block(x2)[0], 1e-5):
+                raise Mistake("right on 7 positions, wrong on 12: build the causal mask for the x you are given.")
+        return "x + attention(norm(x), causal), then x + feed_forward(norm(x)): equal to gpt.GPTBlock within 1e-5."
+
+    return run_checker("gpt_block_forward", check)
+
+
+def gpt_forward(fn: Callable[..., torch.Tensor]) -> Verdict:
+    """Check ``fn(model, ids)``: the forward pass of ``gpt.GPT`` -> logits ``(batch, T, vocab)``."""
+
+    def check() -> str:
+        gen = torch.Generator().manual_seed(4)
+        model = _tiny_gpt(4).eval()
+        randomise_norms(model, gen)
+        ids = torch.randint(0, 50, (2, 9), generator=gen)
+        with torch.no_grad():
+            try:
+                out = fn(model, ids.clone())
+            except (TypeError, ValueError, AttributeError) as error:
+                if "tuple" in str(error):
+                    raise Mistake("each block returns (x, attention weights): unpack it, x, _ = block(x).") from None
+                raise
+            out = expect_tensor(out, "your gpt_forward")
+            right = model(ids)
+
+            def forward(positions=True, final=True, probabilities=False):
+                x = model.token_embedding(ids) + (model.position_embedding.positions(9) if positions else 0)
+                for block in model.layers:
+                    x, _ = block(x)
+                logits = model.lm_head(model.final_norm(x) if final else x)
+                return logits.softmax(-1) if probabilities else logits
+
+            variants = {"positions": forward(positions=False), "final norm": forward(final=False),
+                        "softmax": forward(probabilities=True)}
+        if out.shape[:2] == right.shape[:2] and out.shape[-1] == model.config.d_model:
+            raise Mistake("the output layer is missing: model.lm_head turns each final vector into "
+                          f"{model.config.vocab_size} scores, one per token.")
+        hints = {
+            "positions": "add the position embeddings, model.position_embedding.positions(T): without them "
+                         "attention cannot tell the order of the tokens.",
+            "final norm": "apply model.final_norm after the last block (pre-LN leaves the residual stream "
+                          "un-normalised), then model.lm_head.",
+            "softmax": "return the logits (scores), not probabilities: the loss applies the softmax itself.",
+        }
+        match_variants(out, right, variants, hints, "the logits differ from model(ids): token + position "
+                       "embeddings, dropout, every block, final_norm, lm_head.")
+        return "embeddings + positions, the blocks, the final norm and the tied head: equal to model(ids) within 1e-5."
+
+    return run_checker("gpt_forward", check)
+
+
+# ---- the training loop ---------------------------------------------------------------------------
+def _reference_loop(model, batches, optimizer, scheduler, max_grad_norm, *, zero_grad="before", clip="before",
+                    schedule="after", train_mode=True):
+    from course_lib.objectives import causal_lm_loss as lm_loss
+
+    if train_mode:
+        model.train()
+    losses = []
+    for batch in batches:
+        if zero_grad == "before":
+            optimizer.zero_grad()
+        loss = lm_loss(model(batch), batch)
+        if schedule == "before":
+            scheduler.step()
+        loss.backward()
+        if zero_grad == "after backward":
+            optimizer.zero_grad()
+        if clip == "before":
+            torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+        optimizer.step()
+        if schedule == "after":
+            scheduler.step()
+        losses.append(loss.item())
+    return losses
+
+
+def train_steps(fn: Callable[..., list]) -> Verdict:
+    """Check ``fn(model, batches, optimizer, scheduler, max_grad_norm)``: one optimizer step per batch
+    (train mode; zero the gradients, forward, causal-LM loss, backward, clip, step, schedule), returning
+    the losses as a list of floats."""
+    import copy
+    import warnings
+
+    def check() -> str:
+        gen = torch.Generator().manual_seed(5)
+        start = _tiny_gpt(5, dropout=0.1).eval()  # handed over in eval mode: the loop must switch to train
+        batches = [torch.randint(0, 50, (4, 12), generator=gen) for _ in range(6)]
+
+        def run(loop, **mistake):
+            model = copy.deepcopy(start)
+            optimizer = torch.optim.AdamW(model.parameters(), lr=3e-2, weight_decay=0.1)
+            scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / 3))
+            torch.manual_seed(0)  # the same dropout masks in every run
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # "scheduler.step() before optimizer.step()"
+                losses = loop(model, [b.clone() for b in batches], optimizer, scheduler, 0.5, **mistake)
+            return losses, torch.cat([p.detach().flatten() for p in model.parameters()])
+
+        losses, weights = run(fn)
+        if not isinstance(losses, (list, tuple)) or len(losses) != len(batches):
+            raise Mistake(f"return a list with one loss per batch ({len(batches)} here), got "
+                          f"{type(losses).__name__}" + (f" of length {len(losses)}" if hasattr(losses, "__len__") else ""))
+        try:
+            losses = torch.tensor([float(v) for v in losses])
+        except (TypeError, ValueError, RuntimeError):
+            raise Mistake("each loss should be a number: append loss.item().") from None
+        right_losses, right_weights = run(_reference_loop)
+        if torch.allclose(losses, torch.tensor(right_losses), atol=1e-5) and torch.allclose(weights, right_weights, atol=1e-5):
+            return ("train mode, zero_grad, forward, loss, backward, clip, step, schedule: the same losses and "
+                    "weights as the reference loop.")
+        mistakes = {
+            "no zero_grad": dict(zero_grad="never"),
+            "zero_grad late": dict(zero_grad="after backward"),
+            "no clip": dict(clip="never"),  # clipping after the step gives the same weights
+            "no schedule": dict(schedule="never"),
+            "schedule early": dict(schedule="before"),
+            "eval mode": dict(train_mode=False),
+        }
+        hints = {
+            "no zero_grad": "zero the gradients at every step (optimizer.zero_grad()): backward() ADDS to .grad, "
+                            "so without it each step uses the sum of all the gradients so far.",
+            "zero_grad late": "optimizer.zero_grad() between backward() and step() throws the fresh gradients away: "
+                              "the weights never change. Zero them before the forward pass.",
+            "no clip": "clip the gradient norm after backward() and BEFORE optimizer.step() (clipped afterwards, "
+                       "the update has already used the full gradients): "
+                       "torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm).",
+            "no schedule": "step the scheduler once per optimizer step (scheduler.step()), or the learning rate "
+                           "never moves from its first value.",
+            "schedule early": "call scheduler.step() after optimizer.step(): stepping it first skips the first "
+                              "learning rate of the schedule.",
+            "eval mode": "call model.train() first: in eval mode dropout is off, so the model trains without it.",
+        }
+        for key, mistake in mistakes.items():
+            wrong_losses, wrong_weights = run(_reference_loop, **mistake)
+            if torch.allclose(losses, torch.tensor(wrong_losses), atol=1e-5) and torch.allclose(weights, wrong_weights, atol=1e-5):
+                raise Mistake(hints[key])
+        if torch.allclose(weights, right_weights, atol=1e-5):
+            raise Mistake("the weights are right but the losses are not: record each batch's loss (loss.item()) "
+                          "before the update, in order.")
+        raise Mistake("the weights after 6 steps differ from the reference loop's: per batch, zero_grad, "
+                      "forward, objectives.causal_lm_loss(model(batch), batch), backward, clip, step, scheduler.step().")
+
+    return run_checker("train_steps", check)

@@ -1,5 +1,5 @@
 """Checkers for notebook 07 (the Transformer): layer norm by hand, the decoder's combined mask, and
-one beam-search step."""
+one beam-search step, and the forward passes of the encoder layer, the decoder layer and the model."""
 
 from __future__ import annotations
 
@@ -8,9 +8,17 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from course_lib.checks.core import Mistake, Verdict, expect_tensor, run_checker
+from course_lib.checks.core import (
+    Mistake,
+    Verdict,
+    expect_tensor,
+    match_variants,
+    randomise_norms,
+    run_checker,
+)
 
-__all__ = ["layer_norm", "decoder_mask", "beam_search_step"]
+__all__ = ["layer_norm", "decoder_mask", "beam_search_step", "encoder_layer_forward", "decoder_layer_forward",
+           "seq2seq_forward"]
 
 
 
@@ -200,3 +208,248 @@ def beam_search_step(fn: Callable[[torch.Tensor, torch.Tensor, int], tuple]) -> 
         raise Mistake("expected the top beam_width of beam_scores[:, :, None] + log_probs over beams x vocab.")
 
     return run_checker("beam_search_step", check)
+
+
+# ---- the layers' forward passes ----------------------------------------------------------------
+RESIDUAL_HINT = ("the residual connection is missing around the {what}: add the sub-layer's output to its "
+                  "input, x = x + dropout(sublayer(norm(x))).")
+NORMED_SKIP_HINT = ("the residual adds the NORMALISED input: in pre-LN the skip path carries the raw x, "
+                     "x = x + sublayer(norm(x)), so h = norm(x) must not replace x.")
+POST_LN_HINT = ("you normalised after the residual (post-LN, the 2017 paper's order); this layer is pre-LN: "
+                 "normalise the sub-layer's input, x = x + sublayer(norm(x)).")
+
+
+def _encoder_forward(layer, x, mask, *, norm_first=True, skip_attention=True, skip_ff=True, normed_skip=False,
+                     mask_used="given", ff_norm=None, swap=False):
+    attention_mask = {"given": mask, "none": None, "inverted": None if mask is None else ~mask}[mask_used]
+    n1, n2 = layer.attention_norm, ff_norm or layer.feed_forward_norm
+
+    def attention(h):
+        return layer.attention(h, mask=attention_mask, need_weights=False)[0]
+
+    def block(x, f, norm, skip):
+        if not norm_first:
+            return norm((x if skip else 0) + f(x))
+        h = norm(x)
+        return (h if normed_skip else x if skip else 0) + f(h)
+
+    steps = [(attention, n1, skip_attention), (layer.feed_forward, n2, skip_ff)]
+    for f, norm, skip in (steps[::-1] if swap else steps):
+        x = block(x, f, norm, skip)
+    return x
+
+
+def encoder_layer_forward(fn: Callable[..., torch.Tensor]) -> Verdict:
+    """Check ``fn(layer, x, src_mask)``: the pre-LN forward pass of ``tf.EncoderLayer`` (returns ``x'``)."""
+    from course_lib import transformer as tf
+
+    def check() -> str:
+        gen = torch.Generator().manual_seed(0)
+        torch.manual_seed(0)
+        layer = tf.EncoderLayer(16, 4, 32, dropout=0.0, norm_first=True).eval()
+        randomise_norms(layer, gen)
+        x = torch.randn(2, 6, 16, generator=gen) * 2
+        mask = tf.source_mask(torch.tensor([[3, 4, 5, 6, 0, 0], [3, 4, 5, 0, 0, 0]]), 0)  # (2, 1, 1, 6)
+        with torch.no_grad():
+            out = expect_tensor(fn(layer, x.clone(), mask.clone()), "your encoder_layer_forward")
+            right = layer(x, mask)
+            variants = {
+                "post": _encoder_forward(layer, x, mask, norm_first=False),
+                "normed skip": _encoder_forward(layer, x, mask, normed_skip=True),
+                "no skip attention": _encoder_forward(layer, x, mask, skip_attention=False),
+                "no skip ff": _encoder_forward(layer, x, mask, skip_ff=False),
+                "no mask": _encoder_forward(layer, x, mask, mask_used="none"),
+                "inverted": _encoder_forward(layer, x, mask, mask_used="inverted"),
+                "one norm": _encoder_forward(layer, x, mask, ff_norm=layer.attention_norm),
+                "swap": _encoder_forward(layer, x, mask, swap=True),
+            }
+        hints = {
+            "post": POST_LN_HINT,
+            "normed skip": NORMED_SKIP_HINT,
+            "no skip attention": RESIDUAL_HINT.format(what="attention"),
+            "no skip ff": RESIDUAL_HINT.format(what="feed-forward network"),
+            "no mask": "pass src_mask to the attention: without it every position reads the padding too.",
+            "inverted": "the mask is inverted: True means 'may attend' (the course's convention), pass src_mask as it is.",
+            "one norm": "each sub-layer has its own norm: attention_norm before attention, feed_forward_norm before "
+                        "the feed-forward network.",
+            "swap": "attention comes first, then the feed-forward network.",
+        }
+        match_variants(out, right, variants, hints, "the output differs from layer(x, src_mask): attention, then the "
+               "feed-forward network, each as x = x + sublayer(norm(x)).")
+        x2 = torch.randn(3, 4, 16, generator=gen)
+        with torch.no_grad():
+            out2 = expect_tensor(fn(layer, x2, None), "your encoder_layer_forward")
+            if out2.shape != x2.shape or not _close(out2, layer(x2)):
+                raise Mistake("right with a mask, wrong with src_mask=None (no padding) or another batch shape.")
+        return ("x + attention(norm(x), mask), then x + feed_forward(norm(x)): equal to tf.EncoderLayer "
+                "within 1e-5.")
+
+    return run_checker("encoder_layer_forward", check)
+
+
+def _decoder_forward(layer, y, memory, tgt_mask, memory_mask, *, norm_first=True, skips=(True, True, True),
+                     normed_skip=False, self_mask="tgt", cross_mask="memory", cross_kv="memory",
+                     norm_memory=False, queries_from_memory=False):
+    masks = {"tgt": tgt_mask, "memory": memory_mask, None: None}
+
+    def self_attention(h):
+        return layer.self_attention(h, mask=masks[self_mask], need_weights=False)[0]
+
+    def cross_attention(h):
+        kv = {"memory": memory, "decoder": h}[cross_kv]
+        if norm_memory:
+            kv = layer.cross_attention_norm(kv)
+        q, kv = (kv, h) if queries_from_memory else (h, kv)
+        return layer.cross_attention(q, kv, mask=masks[cross_mask], need_weights=False)[0]
+
+    steps = [(self_attention, layer.self_attention_norm), (cross_attention, layer.cross_attention_norm),
+             (layer.feed_forward, layer.feed_forward_norm)]
+    for (f, norm), skip in zip(steps, skips):
+        if not norm_first:
+            y = norm((y if skip else 0) + f(y))
+        else:
+            h = norm(y)
+            y = (h if normed_skip else y if skip else 0) + f(h)
+    return y
+
+
+def decoder_layer_forward(fn: Callable[..., torch.Tensor]) -> Verdict:
+    """Check ``fn(layer, y, memory, tgt_mask, memory_mask)``: the pre-LN forward of ``tf.DecoderLayer``."""
+    from course_lib import transformer as tf
+
+    def check() -> str:
+        gen = torch.Generator().manual_seed(1)
+        torch.manual_seed(1)
+        layer = tf.DecoderLayer(16, 4, 32, dropout=0.0, norm_first=True).eval()
+        randomise_norms(layer, gen)
+        # S == T here, so that swapped masks or keys still run and can be recognised
+        tgt = torch.tensor([[1, 5, 6, 7, 2, 0], [1, 4, 2, 0, 0, 0]])
+        src = torch.tensor([[3, 4, 5, 6, 7, 0], [3, 4, 0, 0, 0, 0]])
+        tgt_mask, memory_mask = tf.decoder_mask(tgt, 0), tf.source_mask(src, 0)
+        y = torch.randn(2, 6, 16, generator=gen) * 2
+        memory = torch.randn(2, 6, 16, generator=gen) * 2
+        args = (y, memory, tgt_mask, memory_mask)
+        with torch.no_grad():
+            out = fn(layer, *(a.clone() for a in args))
+            if isinstance(out, tuple):
+                raise Mistake("return only y, the layer's output (batch, T, d_model), not a tuple.")
+            out = expect_tensor(out, "your decoder_layer_forward")
+            right = layer(*args)[0]
+            variants = {
+                "post": _decoder_forward(layer, *args, norm_first=False),
+                "normed skip": _decoder_forward(layer, *args, normed_skip=True),
+                "no skip self": _decoder_forward(layer, *args, skips=(False, True, True)),
+                "no skip cross": _decoder_forward(layer, *args, skips=(True, False, True)),
+                "no skip ff": _decoder_forward(layer, *args, skips=(True, True, False)),
+                "no causal": _decoder_forward(layer, *args, self_mask=None),
+                "masks swapped": _decoder_forward(layer, *args, self_mask="memory", cross_mask="tgt"),
+                "self memory mask": _decoder_forward(layer, *args, self_mask="memory"),
+                "cross tgt mask": _decoder_forward(layer, *args, cross_mask="tgt"),
+                "no memory mask": _decoder_forward(layer, *args, cross_mask=None),
+                "keys from decoder": _decoder_forward(layer, *args, cross_kv="decoder"),
+                "keys from decoder, its mask": _decoder_forward(layer, *args, cross_kv="decoder", cross_mask="tgt"),
+                "memory normed": _decoder_forward(layer, *args, norm_memory=True),
+                "queries from memory": _decoder_forward(layer, *args, queries_from_memory=True),
+            }
+        mask_hint = ("the masks are on the wrong sides: self-attention takes tgt_mask (causal AND target padding, "
+                     "(batch, 1, T, T)), cross-attention takes memory_mask (source padding, (batch, 1, 1, S)).")
+        keys_hint = ("the cross-attention's keys and values come from the decoder: they must be the encoder's "
+                     "output, cross_attention(norm(y), memory, mask=memory_mask).")
+        hints = {
+            "post": POST_LN_HINT,
+            "normed skip": NORMED_SKIP_HINT,
+            "no skip self": RESIDUAL_HINT.format(what="self-attention"),
+            "no skip cross": RESIDUAL_HINT.format(what="cross-attention"),
+            "no skip ff": RESIDUAL_HINT.format(what="feed-forward network"),
+            "no causal": "pass tgt_mask to the self-attention: without it each position reads the tokens after "
+                         "it, the very ones it learns to predict.",
+            "masks swapped": mask_hint,
+            "self memory mask": mask_hint,
+            "cross tgt mask": mask_hint,
+            "no memory mask": "pass memory_mask to the cross-attention: without it the decoder reads the "
+                              "source's padding.",
+            "keys from decoder": keys_hint,
+            "keys from decoder, its mask": keys_hint,
+            "memory normed": "normalise only the decoder's stream, not memory: the encoder's output is already "
+                             "normalised by the encoder's final norm.",
+            "queries from memory": "the queries come from the decoder (norm(y)) and the keys and values from "
+                                   "memory, not the other way round.",
+        }
+        match_variants(out, right, variants, hints, "the output differs from layer(y, memory, tgt_mask, memory_mask)[0]: "
+               "self-attention, cross-attention, feed-forward, each as y = y + sublayer(norm(y)).")
+        # S != T: the general case
+        y2, memory2 = torch.randn(2, 3, 16, generator=gen), torch.randn(2, 5, 16, generator=gen)
+        tgt_mask2 = tf.decoder_mask(torch.tensor([[1, 5, 2], [1, 2, 0]]), 0)
+        memory_mask2 = tf.source_mask(torch.tensor([[3, 4, 5, 6, 0], [3, 0, 0, 0, 0]]), 0)
+        with torch.no_grad():
+            try:
+                out2 = expect_tensor(fn(layer, y2, memory2, tgt_mask2, memory_mask2), "your decoder_layer_forward")
+            except RuntimeError as error:
+                raise Mistake(f"it fails when the source (5 tokens) and the target (3) have different lengths: "
+                              f"{mask_hint} ({error})") from None
+            if not _close(out2, layer(y2, memory2, tgt_mask2, memory_mask2)[0]):
+                raise Mistake("right when source and target have the same length, wrong otherwise.")
+        return ("masked self-attention, cross-attention on memory, feed-forward, each pre-LN with its residual: "
+                "equal to tf.DecoderLayer within 1e-5.")
+
+    return run_checker("decoder_layer_forward", check)
+
+
+def seq2seq_forward(fn: Callable[..., torch.Tensor]) -> Verdict:
+    """Check ``fn(model, src, tgt)``: the teacher-forced forward pass of ``tf.Seq2SeqTransformer``."""
+    import math
+
+    from course_lib import transformer as tf
+
+    def check() -> str:
+        gen = torch.Generator().manual_seed(2)
+        torch.manual_seed(2)
+        model = tf.Seq2SeqTransformer(11, 9, d_model=16, num_heads=4, num_encoder_layers=2, num_decoder_layers=2,
+                                      d_ff=32, dropout=0.0, max_len=16, pad_id=0).eval()
+        randomise_norms(model, gen)
+        src = torch.tensor([[3, 4, 5, 6, 7, 0, 0], [3, 10, 4, 0, 0, 0, 0]])
+        tgt = torch.tensor([[1, 5, 6, 7, 0], [1, 4, 8, 3, 2]])
+        with torch.no_grad():
+            out = expect_tensor(fn(model, src.clone(), tgt.clone()), "your seq2seq_forward")
+            right = model(src, tgt)
+            if out.shape[:2] == right.shape[:2] and out.shape[-1] == model.d_model:
+                raise Mistake("the output layer is missing: model.out_proj turns the decoder's vectors "
+                              f"(d_model={model.d_model}) into scores over the {right.shape[-1]} target tokens.")
+
+            def forward(scale=True, positions=True, self_mask="decoder", cross_mask="source", final=True):
+                def embed(ids, table):
+                    h = table(ids) * (math.sqrt(model.d_model) if scale else 1.0)
+                    return model.positions(h) if positions else h
+
+                s_mask = tf.source_mask(src, 0)
+                memory = model.encoder(embed(src, model.src_embed), s_mask)
+                masks = {"decoder": tf.decoder_mask(tgt, 0), "source": s_mask, "target padding": tf.source_mask(tgt, 0),
+                         None: None}
+                y, _ = model.decoder(embed(tgt, model.tgt_embed), memory, masks[self_mask], masks[cross_mask])
+                return model.out_proj(y)
+
+            variants = {
+                "scale": forward(scale=False),
+                "positions": forward(positions=False),
+                "padding only": forward(self_mask="target padding"),
+                "no decoder mask": forward(self_mask=None),
+                "no source mask": forward(cross_mask=None),
+            }
+        hints = {
+            "scale": "multiply the embeddings by sqrt(d_model) before adding the positions (the paper's scaling, "
+                     "which keeps the token signal larger than the position table).",
+            "positions": "add the sinusoidal positions: model.positions(embeddings) (without them the model "
+                         "cannot tell word order).",
+            "padding only": "the decoder's self-attention needs the CAUSAL mask too: tf.decoder_mask(tgt, pad_id), "
+                            "not only the padding mask.",
+            "no decoder mask": "give the decoder tf.decoder_mask(tgt, pad_id): without it each position reads the "
+                               "tokens it must predict.",
+            "no source mask": "give the decoder the source mask as memory_mask: the cross-attention must not read "
+                              "the source's padding.",
+        }
+        match_variants(out, right, variants, hints, "the logits differ from model(src, tgt): embed both sides (x sqrt(d), + "
+               "positions, dropout), encode the source with its mask, decode with decoder_mask and the source mask, "
+               "then out_proj.")
+        return "embeddings, encoder, decoder with both masks, output layer: equal to model(src, tgt) within 1e-5."
+
+    return run_checker("seq2seq_forward", check)

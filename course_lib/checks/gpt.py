@@ -302,15 +302,11 @@ def _tiny_gpt(seed: int, **overrides):
 
 
 def _block_forward(block, x, *, causal=True, post=False, normed_skip=False, skips=(True, True), ff_norm=None):
-    norms = (block.attention_norm, ff_norm or block.feed_forward_norm)
-    subs = (lambda h: block.attention(h, is_causal=causal, need_weights=False)[0], block.feed_forward)
-    for f, norm, skip in zip(subs, norms, skips):
-        if post:
-            x = norm((x if skip else 0) + f(x))
-        else:
-            h = norm(x)
-            x = (h if normed_skip else x if skip else 0) + f(h)
-    return x
+    from course_lib.checks.transformer import run_sublayers
+
+    steps = [(lambda h: block.attention(h, is_causal=causal, need_weights=False)[0], block.attention_norm, skips[0]),
+             (block.feed_forward, ff_norm or block.feed_forward_norm, skips[1])]
+    return run_sublayers(x, steps, norm_first=not post, normed_skip=normed_skip)
 
 
 def gpt_block_forward(fn: Callable[..., torch.Tensor]) -> Verdict:

@@ -219,24 +219,29 @@ POST_LN_HINT = ("you normalised after the residual (post-LN, the 2017 paper's or
                  "normalise the sub-layer's input, x = x + sublayer(norm(x)).")
 
 
+def run_sublayers(x, steps, *, norm_first=True, normed_skip=False):
+    """Run ``steps``, ``(sublayer, norm, residual)`` triples, as a block does, right or with a known
+    mistake (post-LN, a residual that adds the normalised input, a residual left out): the outputs
+    the block checkers compare a learner's with."""
+    for f, norm, residual in steps:
+        if not norm_first:
+            x = norm((x if residual else 0) + f(x))
+        else:
+            h = norm(x)
+            x = (h if normed_skip else x if residual else 0) + f(h)
+    return x
+
+
 def _encoder_forward(layer, x, mask, *, norm_first=True, skip_attention=True, skip_ff=True, normed_skip=False,
                      mask_used="given", ff_norm=None, swap=False):
     attention_mask = {"given": mask, "none": None, "inverted": None if mask is None else ~mask}[mask_used]
-    n1, n2 = layer.attention_norm, ff_norm or layer.feed_forward_norm
 
     def attention(h):
         return layer.attention(h, mask=attention_mask, need_weights=False)[0]
 
-    def block(x, f, norm, skip):
-        if not norm_first:
-            return norm((x if skip else 0) + f(x))
-        h = norm(x)
-        return (h if normed_skip else x if skip else 0) + f(h)
-
-    steps = [(attention, n1, skip_attention), (layer.feed_forward, n2, skip_ff)]
-    for f, norm, skip in (steps[::-1] if swap else steps):
-        x = block(x, f, norm, skip)
-    return x
+    steps = [(attention, layer.attention_norm, skip_attention),
+             (layer.feed_forward, ff_norm or layer.feed_forward_norm, skip_ff)]
+    return run_sublayers(x, steps[::-1] if swap else steps, norm_first=norm_first, normed_skip=normed_skip)
 
 
 def encoder_layer_forward(fn: Callable[..., torch.Tensor]) -> Verdict:
@@ -304,13 +309,8 @@ def _decoder_forward(layer, y, memory, tgt_mask, memory_mask, *, norm_first=True
 
     steps = [(self_attention, layer.self_attention_norm), (cross_attention, layer.cross_attention_norm),
              (layer.feed_forward, layer.feed_forward_norm)]
-    for (f, norm), skip in zip(steps, skips):
-        if not norm_first:
-            y = norm((y if skip else 0) + f(y))
-        else:
-            h = norm(y)
-            y = (h if normed_skip else y if skip else 0) + f(h)
-    return y
+    return run_sublayers(y, [(f, norm, skip) for (f, norm), skip in zip(steps, skips)], norm_first=norm_first,
+                         normed_skip=normed_skip)
 
 
 def decoder_layer_forward(fn: Callable[..., torch.Tensor]) -> Verdict:

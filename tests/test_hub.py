@@ -73,3 +73,17 @@ def test_load_model_rejects_bad_arguments():
         hub.load_model("")
     with pytest.raises(ValueError, match="transformers model class"):
         hub.load_model("gpt2", "NoSuchModel")
+
+
+def test_a_loaded_gpt2_runs_in_the_course_gpt(offline, gpt2_folder):
+    """Notebook 08's real-GPT-2 cell, on a folder standing in for the hub: same logits, same tokens."""
+    from course_lib import gpt
+
+    folder, _, _ = gpt2_folder
+    real = hub.load_model(str(folder), "GPT2LMHeadModel")
+    ours = gpt.GPT.from_hf(real.model)
+    ids = torch.tensor([real.tokenizer("the river and the city")["input_ids"]])
+    with torch.no_grad():
+        assert (ours(ids) - real.model(ids).logits).abs().max().item() < 1e-5
+    theirs = real.model.generate(ids, max_new_tokens=12, do_sample=False, repetition_penalty=1.2)
+    assert torch.equal(gpt.generate(ours, ids, 12, repetition_penalty=1.2), theirs)

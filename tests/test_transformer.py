@@ -261,3 +261,25 @@ def test_decoding_validates():
         tf.beam_search(model, src, 2, 100, BOS, EOS)
     with pytest.raises(TypeError, match="Seq2SeqTransformer"):
         tf.greedy_decode(nn.Linear(2, 2), src, 5, BOS, EOS)
+
+
+# ---- the ablation switches of notebook 07 ------------------------------------------------------
+def test_ablation_switches_remove_what_they_name():
+    torch.manual_seed(0)
+    layer = tf.EncoderLayer(16, 4, 32, dropout=0.0, residual=False).eval()
+    x = torch.randn(2, 5, 16)
+    h = layer.attention(layer.attention_norm(x), need_weights=False)[0]  # no "x +" anywhere
+    torch.testing.assert_close(layer(x), layer.feed_forward(layer.feed_forward_norm(h)))
+
+    plain = tf.Seq2SeqTransformer(12, 9, d_model=16, num_heads=4, d_ff=32, dropout=0.0, layer_norm=False)
+    assert not any(isinstance(m, (tf.LayerNorm, nn.LayerNorm)) for m in plain.modules())
+
+    torch.manual_seed(0)
+    bag = tf.Seq2SeqTransformer(12, 9, d_model=16, num_heads=4, d_ff=32, dropout=0.0, positional=False).eval()
+    src = torch.tensor([[3, 4, 5, 6]])
+    tgt = torch.tensor([[1, 5]])
+    # without positions the encoder sees a bag of words: reordering the source changes nothing
+    torch.testing.assert_close(bag(src, tgt), bag(src[:, [2, 0, 3, 1]], tgt), atol=1e-5, rtol=1e-4)
+    torch.manual_seed(0)
+    ordered = tf.Seq2SeqTransformer(12, 9, d_model=16, num_heads=4, d_ff=32, dropout=0.0).eval()
+    assert not torch.allclose(ordered(src, tgt), ordered(src[:, [2, 0, 3, 1]], tgt), atol=1e-4)
